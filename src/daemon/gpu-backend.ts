@@ -1,0 +1,118 @@
+/**
+ * Composition of one device instance for a vhost-user session: a codec and a VirtQueue per queue,
+ * the GPU device, and the display port. Everything 2D runs here on the coordinator thread.
+ */
+import { log } from '../log.js';
+import type { VhostUserBackend, RingLayout } from '../transport/backend.js';
+import type { GuestMemory } from '../transport/guest-memory.js';
+import { Codec } from '../queues/codec.js';
+import { VirtQueue } from '../queues/virtqueue.js';
+import { GpuDevice } from '../device/gpu-device.js';
+import type { GuestAccess } from '../device/backing.js';
+import { DisplayChannel } from '../display/display-channel.js';
+import { DisplayPort } from '../display/display-port.js';
+
+export const CONTROL_QUEUE = 0;
+export const CURSOR_QUEUE = 1;
+
+export interface GpuBackendOptions {
+  maxHostMemory: number;
+}
+
+export class GpuBackend implements VhostUserBackend {
+  readonly numQueues = 2;
+  // One codec per queue: a command waiting on the display keeps its decoded record while the
+  // cursor queue goes on.
+  private readonly codecs = [Codec.create(), Codec.create()];
+  private readonly queues: (VirtQueue | null)[] = [null, null];
+  private readonly port = new DisplayPort();
+  private readonly device: GpuDevice;
+  private memory: GuestMemory | null = null;
+  /** Whether the control queue ever ran with the current device state. */
+  private deviceUsed = false;
+
+  constructor(opts: GpuBackendOptions) {
+    const self = this;
+    const access: GuestAccess = {
+      get generation() {
+        return self.memory?.generation ?? -1;
+      },
+      translate: (gpa, len, each) => this.codecs[CONTROL_QUEUE].translate(gpa, len, each),
+      chunkBytes: (chunk) => this.memory!.chunks[chunk].bytes,
+    };
+    this.device = new GpuDevice({ maxHostMemory: opts.maxHostMemory, display: this.port, memory: access });
+  }
+
+  deviceFeatures(): bigint {
+    return GpuDevice.features();
+  }
+
+  setAckedFeatures(features: bigint): void {
+    this.device.setAckedFeatures(features);
+  }
+
+  config(): Uint8Array {
+    return this.device.config();
+  }
+
+  setConfig(offset: number, data: Uint8Array): boolean {
+    // Only events_clear (offset 4) is writable; QEMU keeps the display events itself.
+    return offset + data.length <= 16 && offset >= 4 && offset + data.length <= 8;
+  }
+
+  memoryChanged(mem: GuestMemory): void {
+    this.memory = mem;
+    for (const c of this.codecs) c.setMemory(mem);
+  }
+
+  startQueue(i: number, layout: RingLayout, notify: () => void, broken: (reason: string) => void): string | null {
+    const codec = this.codecs[i];
+    const handler = i === CONTROL_QUEUE
+      ? { responds: true, execute: (c: Codec) => this.device.control(c) }
+      : { responds: false, execute: (c: Codec) => (this.device.cursor(c), 0) };
+    const q = new VirtQueue(i, codec, handler, notify, broken);
+    const err = q.start(layout);
+    if (err) return err;
+    this.queues[i] = q;
+    if (i === CONTROL_QUEUE) {
+      // A control ring starting from scratch (avail and used both at 0) means a new driver (guest
+      // reboot): QEMU does not reset vhost-user devices, so drop the old driver's resources here.
+      // A paused-and-resumed VM restarts at its saved non-zero indexes and keeps them.
+      if (layout.lastAvail === 0 && codec.usedIdx(i) === 0 && this.deviceUsed) {
+        log.info('control queue restarted from index 0: new driver, device state reset');
+        this.device.reset();
+      }
+      this.deviceUsed = true;
+    }
+    return null;
+  }
+
+  stopQueue(i: number): number {
+    const q = this.queues[i];
+    this.queues[i] = null;
+    return q ? q.stop() : 0;
+  }
+
+  kick(i: number): void {
+    this.queues[i]?.process();
+  }
+
+  setDisplaySocket(fd: number): void {
+    const channel = new DisplayChannel(fd);
+    channel.onDrained = (id, x, y, width, height) => this.device.refreshScanout(id, { x, y, width, height });
+    this.port.attach(channel);
+    channel.init().catch((e) => log.warn(`display: setup failed: ${(e as Error).message}`));
+  }
+
+  reset(): void {
+    this.device.reset();
+    this.deviceUsed = false;
+  }
+
+  close(): void {
+    for (let i = 0; i < this.queues.length; i++) this.stopQueue(i);
+    this.device.reset();
+    this.port.attach(null);
+    this.memory = null;
+  }
+}

@@ -1,0 +1,283 @@
+/**
+ * The virtio-gpu device: executes decoded commands (queues/ hands over a decoded record) against
+ * resources, scanouts and the cursor, and writes the response. Knows nothing of sockets or rings.
+ */
+import { randomFillSync } from 'node:crypto';
+import type { Codec } from '../queues/codec.js';
+import {
+  R_STATUS, R_TYPE, R_FLAGS, R_FENCE_LO, R_FENCE_HI, R_CTX, R_RING, R_ARGS, R_WLEN, R_NENTRIES,
+} from '../queues/layout.js';
+import { log } from '../log.js';
+import type { DisplaySink } from './display-sink.js';
+import type { GuestAccess } from './backing.js';
+import { GpuError, respType } from './errors.js';
+import { Cmd, Resp, HDR_SIZE, FLAG_FENCE, FLAG_INFO_RING_IDX, GpuFeature, MAX_SCANOUTS, cmdName, DISPLAY_INFO_SIZE, EDID_RESP_SIZE, UUID_RESP_SIZE, CURSOR_SIZE } from './protocol.js';
+import { HostMemoryBudget, ResourceTable, type Resource2D } from './resources.js';
+import { Scanouts, checkRectInside, type Rect } from './scanouts.js';
+import { BYTES_PER_PIXEL, convertWords, swizzleOf } from './formats.js';
+
+export interface GpuDeviceOptions {
+  maxHostMemory: number;
+  display: DisplaySink;
+  memory: GuestAccess;
+}
+
+/** Default mode reported when QEMU's display does not answer (QEMU's own xres/yres defaults). */
+const DEFAULT_WIDTH = 1280;
+const DEFAULT_HEIGHT = 800;
+
+export class GpuDevice {
+  readonly budget: HostMemoryBudget;
+  readonly resources: ResourceTable;
+  private readonly scanouts: Scanouts;
+  private readonly display: DisplaySink;
+  private readonly memory: GuestAccess;
+  private acked = 0n;
+  private readonly cursorImage = new Uint32Array(CURSOR_SIZE * CURSOR_SIZE);
+
+  constructor(opts: GpuDeviceOptions) {
+    this.budget = new HostMemoryBudget(opts.maxHostMemory);
+    this.resources = new ResourceTable(this.budget);
+    this.display = opts.display;
+    this.memory = opts.memory;
+    this.scanouts = new Scanouts(opts.display);
+  }
+
+  /** Device feature bits offered (the transport adds the ring and vhost-user bits). */
+  static features(): bigint {
+    return (1n << BigInt(GpuFeature.EDID)) | (1n << BigInt(GpuFeature.RESOURCE_UUID));
+  }
+
+  setAckedFeatures(f: bigint): void {
+    this.acked = f;
+  }
+
+  private has(bit: number): boolean {
+    return (this.acked & (1n << BigInt(bit))) !== 0n;
+  }
+
+  /** virtio_gpu_config: events_read, events_clear, num_scanouts, num_capsets (QEMU owns the first three). */
+  config(): Uint8Array {
+    const c = new Uint8Array(16);
+    new DataView(c.buffer).setUint32(8, 1, true);
+    return c;
+  }
+
+  /** Push a scanout rectangle to the display again (it could not take it earlier). */
+  refreshScanout(id: number, r: Rect): void {
+    this.scanouts.refresh(id, r);
+  }
+
+  reset(): void {
+    this.scanouts.reset();
+    this.resources.clear();
+  }
+
+  /**
+   * Execute the control command decoded in codec.rec; the response goes to codec.resp.
+   * Returns the response length, or a promise of it for commands that wait for QEMU's display.
+   */
+  control(codec: Codec): number | Promise<number> {
+    const rec = codec.rec;
+    const type = rec[R_TYPE] >>> 0;
+    const status = rec[R_STATUS];
+    if (status > 0) {
+      log.guest(`bad-request-${type}`, `control: malformed ${cmdName(type)} request (${rec[4]} readable bytes) -> 0x${status.toString(16)}`);
+      return this.header(codec, status);
+    }
+    try {
+      const r = this.execute(codec, type);
+      if (typeof r === 'number') return this.fit(codec, r);
+      return r.then((len) => this.fit(codec, len), (e) => this.fail(codec, type, e));
+    } catch (e) {
+      return this.fail(codec, type, e);
+    }
+  }
+
+  private fail(codec: Codec, type: number, e: unknown): number {
+    if (!(e instanceof GpuError)) log.error(`${cmdName(type)}: ${(e as Error)?.stack ?? e}`);
+    else log.guest(`${cmdName(type)}-${e.kind}`, `${cmdName(type)}: ${e.message}`);
+    return this.header(codec, respType(e));
+  }
+
+  /** A response larger than the guest's writable buffers becomes ERR_UNSPEC, never a partial body. */
+  private fit(codec: Codec, len: number): number {
+    const cap = codec.rec[R_WLEN] >>> 0;
+    if (len <= cap) return len;
+    log.guest('resp-too-big', `response of ${len} bytes does not fit the ${cap}-byte writable buffer`);
+    return this.header(codec, Resp.ERR_UNSPEC);
+  }
+
+  /** Write the response header (fence and ring echoed from the request) and return its length. */
+  private header(codec: Codec, type: number): number {
+    const rec = codec.rec, v = codec.respView;
+    const flags = rec[R_FLAGS] & (FLAG_FENCE | FLAG_INFO_RING_IDX);
+    v.setUint32(0, type, true);
+    v.setUint32(4, flags, true);
+    v.setUint32(8, flags & FLAG_FENCE ? rec[R_FENCE_LO] : 0, true);
+    v.setUint32(12, flags & FLAG_FENCE ? rec[R_FENCE_HI] : 0, true);
+    v.setUint32(16, rec[R_CTX], true);
+    v.setUint32(20, flags & FLAG_INFO_RING_IDX ? rec[R_RING] & 0xff : 0, true);
+    return HDR_SIZE;
+  }
+
+  private execute(codec: Codec, type: number): number | Promise<number> {
+    const rec = codec.rec;
+    const arg = (i: number) => rec[R_ARGS + i] >>> 0;
+    const rect = (i: number): Rect => ({ x: arg(i), y: arg(i + 1), width: arg(i + 2), height: arg(i + 3) });
+    switch (type) {
+      case Cmd.GET_DISPLAY_INFO:
+        return this.getDisplayInfo(codec);
+      case Cmd.RESOURCE_CREATE_2D:
+        this.resources.create2d(arg(0), arg(1), arg(2), arg(3));
+        break;
+      case Cmd.RESOURCE_UNREF: {
+        const res = this.resources.get(arg(0));
+        this.scanouts.detachResource(res);
+        this.resources.destroy(res);
+        break;
+      }
+      case Cmd.SET_SCANOUT: {
+        const id = arg(4), resId = arg(5);
+        Scanouts.checkId(id);
+        if (resId === 0) this.scanouts.disable(id);
+        else this.scanouts.set(id, this.resources.get(resId), rect(0));
+        break;
+      }
+      case Cmd.RESOURCE_FLUSH: {
+        const res = this.resources.get(arg(4));
+        const r = rect(0);
+        checkRectInside('flush', r, res.width, res.height);
+        this.scanouts.flush(res, r);
+        break;
+      }
+      case Cmd.TRANSFER_TO_HOST_2D:
+        this.transferToHost2d(this.resources.get(arg(6)), rect(0), arg(4) + arg(5) * 2 ** 32);
+        break;
+      case Cmd.RESOURCE_ATTACH_BACKING: {
+        const res = this.resources.get(arg(0));
+        const n = rec[R_NENTRIES];
+        const gpas: bigint[] = new Array(n), lens: number[] = new Array(n);
+        for (let i = 0; i < n; i++) {
+          gpas[i] = codec.entries.getBigUint64(i * 16, true);
+          lens[i] = codec.entries.getUint32(i * 16 + 8, true);
+        }
+        this.resources.attachBacking(res, gpas, lens);
+        break;
+      }
+      case Cmd.RESOURCE_DETACH_BACKING:
+        this.resources.detachBacking(this.resources.get(arg(0)));
+        break;
+      case Cmd.RESOURCE_ASSIGN_UUID:
+        if (!this.has(GpuFeature.RESOURCE_UUID)) throw new GpuError('unspec', 'RESOURCE_UUID was not negotiated');
+        return this.assignUuid(codec, this.resources.get(arg(0)));
+      case Cmd.GET_CAPSET_INFO:
+        throw new GpuError('param', `capset index ${arg(0)} out of range: no capsets in 2D mode`);
+      case Cmd.GET_CAPSET:
+        throw new GpuError('param', `capset ${arg(0)} is not supported in 2D mode`);
+      case Cmd.GET_EDID:
+        if (!this.has(GpuFeature.EDID)) throw new GpuError('unspec', 'EDID was not negotiated');
+        return this.getEdid(codec, arg(0));
+      default:
+        throw new GpuError('unspec', `command ${cmdName(type)} is not supported in 2D mode`);
+    }
+    return this.header(codec, Resp.OK_NODATA);
+  }
+
+  private transferToHost2d(res: Resource2D, r: Rect, offset: number): void {
+    const backing = res.backing;
+    if (!backing) throw new GpuError('unspec', `resource ${res.id} has no backing`);
+    checkRectInside('transfer', r, res.width, res.height);
+    if (r.width === 0 || r.height === 0) return;
+    const rowBytes = r.width * BYTES_PER_PIXEL;
+    // Row h comes from backing offset + stride*h (the guest's image has the resource's stride).
+    const lastEnd = offset + res.stride * (r.height - 1) + rowBytes;
+    if (lastEnd > backing.length) {
+      throw new GpuError('param', `transfer reads backing up to ${lastEnd} but it has ${backing.length} bytes`);
+    }
+    const dstAt = r.y * res.stride + r.x * BYTES_PER_PIXEL;
+    if (r.width === res.width) {
+      backing.read(this.memory, offset, res.pixels, dstAt, res.stride * r.height);
+      return;
+    }
+    for (let h = 0; h < r.height; h++) {
+      backing.read(this.memory, offset + res.stride * h, res.pixels, dstAt + res.stride * h, rowBytes);
+    }
+  }
+
+  private async getDisplayInfo(codec: Codec): Promise<number> {
+    const pmodes = await this.display.displayInfo();
+    this.header(codec, Resp.OK_DISPLAY_INFO);
+    const body = codec.resp.subarray(HDR_SIZE, DISPLAY_INFO_SIZE);
+    if (pmodes) body.set(pmodes.subarray(0, body.length));
+    else {
+      body.fill(0);
+      const v = codec.respView;
+      v.setUint32(HDR_SIZE + 8, DEFAULT_WIDTH, true);
+      v.setUint32(HDR_SIZE + 12, DEFAULT_HEIGHT, true);
+      v.setUint32(HDR_SIZE + 16, 1, true);
+    }
+    return DISPLAY_INFO_SIZE;
+  }
+
+  private async getEdid(codec: Codec, scanout: number): Promise<number> {
+    Scanouts.checkId(scanout);
+    // QEMU silently drops GET_EDID for a scanout it does not have; never ask it about one.
+    if (!this.display.hasScanout(scanout)) throw new GpuError('scanout', `scanout ${scanout} does not exist`);
+    const blob = await this.display.edid(scanout);
+    if (!blob) throw new GpuError('unspec', `no EDID for scanout ${scanout}`);
+    this.header(codec, Resp.OK_EDID);
+    const body = codec.resp.subarray(HDR_SIZE, EDID_RESP_SIZE);
+    body.fill(0);
+    body.set(blob.subarray(0, body.length));
+    return EDID_RESP_SIZE;
+  }
+
+  private assignUuid(codec: Codec, res: Resource2D): number {
+    if (!res.uuid) {
+      res.uuid = randomFillSync(new Uint8Array(16));
+      res.uuid[6] = (res.uuid[6] & 0x0f) | 0x40; // RFC 4122 version 4
+      res.uuid[8] = (res.uuid[8] & 0x3f) | 0x80;
+    }
+    this.header(codec, Resp.OK_RESOURCE_UUID);
+    codec.resp.set(res.uuid, HDR_SIZE);
+    return UUID_RESP_SIZE;
+  }
+
+  /** Execute a cursor-queue command (no response body: QEMU returns these with len 0). */
+  cursor(codec: Codec): void {
+    const rec = codec.rec;
+    const type = rec[R_TYPE] >>> 0;
+    if (rec[R_STATUS] !== 0) {
+      log.guest('cursor-bad', `cursor: malformed ${cmdName(type)} request`);
+      return;
+    }
+    const arg = (i: number) => rec[R_ARGS + i] >>> 0;
+    const scanout = arg(0), x = arg(1), y = arg(2);
+    if (scanout >= MAX_SCANOUTS) {
+      log.guest('cursor-scanout', `cursor: scanout ${scanout} out of range`);
+      return;
+    }
+    if (type === Cmd.MOVE_CURSOR) {
+      this.display.cursorMove(scanout, x, y);
+    } else if (type === Cmd.UPDATE_CURSOR) {
+      const resId = arg(4);
+      if (resId === 0) {
+        this.display.cursorHide(scanout, x, y);
+        return;
+      }
+      try {
+        const res = this.resources.get(resId);
+        if (res.width !== CURSOR_SIZE || res.height !== CURSOR_SIZE) {
+          throw new GpuError('param', `cursor resource ${resId} is ${res.width}x${res.height}, not 64x64`);
+        }
+        convertWords(swizzleOf(res.format), res.words, 0, this.cursorImage, 0, CURSOR_SIZE * CURSOR_SIZE);
+        this.display.cursorUpdate(scanout, x, y, arg(5), arg(6), this.cursorImage);
+      } catch (e) {
+        log.guest('cursor-update', `cursor: ${(e as Error).message}`);
+      }
+    } else {
+      log.guest('cursor-type', `cursor: unexpected command ${cmdName(type)} on the cursor queue`);
+    }
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * Host-side resources and the host memory budget they draw from. Every byte the guest can make
+ * the device hold (pixels, backing lists, per-resource bookkeeping) is charged to the budget, so a
+ * guest cannot grow the daemon without bound.
+ */
+import { GpuError } from './errors.js';
+import { Backing } from './backing.js';
+import { BYTES_PER_PIXEL, isSupportedFormat } from './formats.js';
+
+/** Bookkeeping charged per resource and per backing entry, on top of pixel storage. */
+const RESOURCE_OVERHEAD = 512;
+const ENTRY_OVERHEAD = 48;
+/** Largest width or height accepted (as large as any real GPU's 2D texture limit). */
+export const MAX_DIMENSION = 16384;
+
+export class HostMemoryBudget {
+  private used = 0;
+  constructor(readonly limit: number) {}
+
+  get inUse(): number {
+    return this.used;
+  }
+
+  reserve(bytes: number, what: string): void {
+    if (this.used + bytes > this.limit) {
+      throw new GpuError('oom', `${what} needs ${bytes} bytes; ${this.used} of ${this.limit} in use`);
+    }
+    this.used += bytes;
+  }
+
+  release(bytes: number): void {
+    this.used = Math.max(0, this.used - bytes);
+  }
+}
+
+export class Resource2D {
+  backing: Backing | null = null;
+  uuid: Uint8Array | null = null;
+  /** Scanouts showing this resource (bit i = scanout i). */
+  scanoutMask = 0;
+  readonly stride: number;
+  readonly pixels: Uint8Array;
+  readonly words: Uint32Array;
+
+  constructor(readonly id: number, readonly format: number, readonly width: number, readonly height: number) {
+    this.stride = width * BYTES_PER_PIXEL;
+    this.pixels = new Uint8Array(this.stride * height);
+    this.words = new Uint32Array(this.pixels.buffer);
+  }
+
+  get charge(): number {
+    return this.pixels.byteLength + RESOURCE_OVERHEAD;
+  }
+}
+
+export class ResourceTable {
+  private readonly map = new Map<number, Resource2D>();
+  constructor(private readonly budget: HostMemoryBudget) {}
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  get(id: number): Resource2D {
+    const r = this.map.get(id);
+    if (!r) throw new GpuError('resource', `resource ${id} does not exist`);
+    return r;
+  }
+
+  values(): IterableIterator<Resource2D> {
+    return this.map.values();
+  }
+
+  create2d(id: number, format: number, width: number, height: number): Resource2D {
+    if (id === 0) throw new GpuError('resource', 'resource id 0 is reserved');
+    if (this.map.has(id)) throw new GpuError('resource', `resource ${id} already exists`);
+    if (!isSupportedFormat(format)) throw new GpuError('param', `unsupported format ${format}`);
+    if (width === 0 || height === 0 || width > MAX_DIMENSION || height > MAX_DIMENSION) {
+      throw new GpuError('param', `bad size ${width}x${height} (1..${MAX_DIMENSION} each)`);
+    }
+    const bytes = width * height * BYTES_PER_PIXEL + RESOURCE_OVERHEAD;
+    this.budget.reserve(bytes, `resource ${id} (${width}x${height})`);
+    let r: Resource2D;
+    try {
+      r = new Resource2D(id, format, width, height);
+    } catch {
+      this.budget.release(bytes);
+      throw new GpuError('oom', `cannot allocate ${bytes} bytes for resource ${id}`);
+    }
+    this.map.set(id, r);
+    return r;
+  }
+
+  attachBacking(r: Resource2D, gpas: bigint[], lens: number[]): void {
+    if (r.backing) throw new GpuError('unspec', `resource ${r.id} already has backing`);
+    this.budget.reserve(gpas.length * ENTRY_OVERHEAD, `backing of resource ${r.id}`);
+    r.backing = new Backing(gpas, lens);
+  }
+
+  detachBacking(r: Resource2D): void {
+    if (!r.backing) throw new GpuError('unspec', `resource ${r.id} has no backing`);
+    this.budget.release(r.backing.entryCount * ENTRY_OVERHEAD);
+    r.backing = null;
+  }
+
+  destroy(r: Resource2D): void {
+    if (r.backing) this.detachBacking(r);
+    this.budget.release(r.charge);
+    this.map.delete(r.id);
+  }
+
+  clear(): void {
+    for (const r of [...this.map.values()]) this.destroy(r);
+  }
+}

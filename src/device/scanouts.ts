@@ -1,0 +1,101 @@
+/**
+ * Scanouts: which resource rectangle each of the 16 outputs shows, and pushing flushed pixels of a
+ * resource to every scanout showing it, in scanout coordinates and x8r8g8b8.
+ */
+import type { DisplaySink } from './display-sink.js';
+import { GpuError } from './errors.js';
+import { convertWords, swizzleOf } from './formats.js';
+import { MAX_SCANOUTS } from './protocol.js';
+import type { Resource2D } from './resources.js';
+
+export interface Rect {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
+interface Scanout extends Rect {
+  resource: Resource2D | null;
+}
+
+/** Throws ERR_INVALID_PARAMETER unless rect lies inside width x height (no wrap: doubles). */
+export function checkRectInside(what: string, r: Rect, width: number, height: number): void {
+  if (r.x + r.width > width || r.y + r.height > height) {
+    throw new GpuError('param', `${what} rect ${r.width}x${r.height}+${r.x}+${r.y} exceeds ${width}x${height}`);
+  }
+}
+
+export class Scanouts {
+  private readonly outs: Scanout[] = Array.from({ length: MAX_SCANOUTS }, () => ({ resource: null, x: 0, y: 0, width: 0, height: 0 }));
+
+  constructor(private readonly display: DisplaySink) {}
+
+  static checkId(id: number): void {
+    if (id >= MAX_SCANOUTS) throw new GpuError('scanout', `scanout ${id} out of range (0..${MAX_SCANOUTS - 1})`);
+  }
+
+  set(id: number, res: Resource2D, r: Rect): void {
+    Scanouts.checkId(id);
+    if (r.width === 0 || r.height === 0) throw new GpuError('param', `empty scanout rect ${r.width}x${r.height}`);
+    checkRectInside('scanout', r, res.width, res.height);
+    const s = this.outs[id];
+    if (s.resource && s.resource !== res) s.resource.scanoutMask &= ~(1 << id);
+    const sizeChanged = s.resource === null || s.width !== r.width || s.height !== r.height;
+    const changed = sizeChanged || s.resource !== res || s.x !== r.x || s.y !== r.y;
+    Object.assign(s, { resource: res, x: r.x, y: r.y, width: r.width, height: r.height });
+    res.scanoutMask |= 1 << id;
+    if (sizeChanged) this.display.scanout(id, r.width, r.height);
+    // Like QEMU's in-process device, a newly shown resource is visible at once, not after the next flush.
+    if (changed) this.flushOne(id, res, r);
+  }
+
+  disable(id: number): void {
+    Scanouts.checkId(id);
+    const s = this.outs[id];
+    if (s.resource) s.resource.scanoutMask &= ~(1 << id);
+    const wasOn = s.resource !== null;
+    Object.assign(s, { resource: null, x: 0, y: 0, width: 0, height: 0 });
+    if (wasOn) this.display.scanout(id, 0, 0);
+  }
+
+  /** Disable every scanout showing res (before it is destroyed). */
+  detachResource(res: Resource2D): void {
+    for (let id = 0; id < MAX_SCANOUTS; id++) if (res.scanoutMask & (1 << id)) this.disable(id);
+  }
+
+  /** Send rect r of res to every scanout showing it. */
+  flush(res: Resource2D, r: Rect): void {
+    if (res.scanoutMask === 0) return;
+    for (let id = 0; id < MAX_SCANOUTS; id++) {
+      if (res.scanoutMask & (1 << id)) this.flushOne(id, res, r);
+    }
+  }
+
+  /** Send rect r of scanout id again (in scanout coordinates), e.g. after the display dropped it. */
+  refresh(id: number, r: Rect): void {
+    const s = this.outs[id];
+    if (s?.resource) this.flushOne(id, s.resource, { x: s.x + r.x, y: s.y + r.y, width: r.width, height: r.height });
+  }
+
+  /** Send the part of rect r (resource coordinates) that scanout id shows. */
+  private flushOne(id: number, res: Resource2D, r: Rect): void {
+    const s = this.outs[id];
+    const x0 = Math.max(r.x, s.x), y0 = Math.max(r.y, s.y);
+    const x1 = Math.min(r.x + r.width, s.x + s.width), y1 = Math.min(r.y + r.height, s.y + s.height);
+    if (x1 <= x0 || y1 <= y0) return;
+    const w = x1 - x0, h = y1 - y0;
+    const swz = swizzleOf(res.format);
+    this.display.update(id, x0 - s.x, y0 - s.y, w, h, (dst) => {
+      for (let row = 0; row < h; row++) convertWords(swz, res.words, (y0 + row) * res.width + x0, dst, row * w, w);
+    });
+  }
+
+  reset(): void {
+    for (let id = 0; id < MAX_SCANOUTS; id++) {
+      const s = this.outs[id];
+      if (s.resource) s.resource.scanoutMask &= ~(1 << id);
+      Object.assign(s, { resource: null, x: 0, y: 0, width: 0, height: 0 });
+    }
+  }
+}

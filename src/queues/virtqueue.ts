@@ -1,0 +1,130 @@
+/**
+ * Runs one virtqueue: on a kick, pop and decode every available chain through the codec, hand
+ * it to the handler, push the response and notify once per batch. Commands run strictly in order;
+ * one that waits (a display round trip) pauses the queue without blocking the event loop.
+ */
+import { log } from '../log.js';
+import { Codec } from './codec.js';
+import { POP_BROKEN, POP_CHAIN, POP_EMPTY, R_SLOT, R_STATUS, CHAIN_ERRORS, BROKEN_REASONS, SETUP_ERRORS } from './layout.js';
+
+export interface QueueHandler {
+  /** Whether chains on this queue carry a response (control queue) or not (cursor queue). */
+  readonly responds: boolean;
+  /** Execute the decoded command; return the response length (or a promise of it). */
+  execute(codec: Codec): number | Promise<number>;
+}
+
+export interface RingConfig {
+  size: number;
+  desc: bigint;
+  avail: bigint;
+  used: bigint;
+  lastAvail: number;
+  eventIdx: boolean;
+  indirect: boolean;
+}
+
+export class VirtQueue {
+  private waiting = false;
+  private stopped = true;
+  /** Bumped on start/stop so a command still waiting from before is dropped, not pushed. */
+  private generation = 0;
+
+  constructor(
+    readonly index: number,
+    readonly codec: Codec,
+    private readonly handler: QueueHandler,
+    private readonly notify: () => void,
+    private readonly onBroken: (reason: string) => void,
+  ) {}
+
+  /** Start processing with this ring layout (guest-physical addresses). Returns an error text or null. */
+  start(cfg: RingConfig): string | null {
+    const features = (cfg.eventIdx ? 1 : 0) | (cfg.indirect ? 2 : 0);
+    const rc = this.codec.setupQueue(this.index, cfg.size, cfg.desc, cfg.avail, cfg.used, features, cfg.lastAvail);
+    if (rc < 0) return SETUP_ERRORS[rc] ?? `setup error ${rc}`;
+    this.stopped = false;
+    this.waiting = false;
+    this.generation++;
+    return null;
+  }
+
+  /** Stop: returns the next avail index to process (GET_VRING_BASE). */
+  stop(): number {
+    const last = this.codec.lastAvail(this.index);
+    this.stopped = true;
+    this.waiting = false;
+    this.generation++;
+    this.codec.resetQueue(this.index);
+    return last;
+  }
+
+  get running(): boolean {
+    return !this.stopped;
+  }
+
+  /** Process everything available. Safe to call at any time (spurious kicks are fine). */
+  process(): void {
+    if (this.stopped || this.waiting) return;
+    const { codec, index: q } = this;
+    let pushed = 0;
+    for (;;) {
+      const r = codec.pop(q);
+      if (r === POP_EMPTY) {
+        if (codec.arm(q)) continue; // buffers arrived while arming: a kick may not come
+        break;
+      }
+      if (r === POP_BROKEN) {
+        this.broken();
+        break;
+      }
+      if (r !== POP_CHAIN) break; // POP_NO_SLOT: resumes when in-flight chains complete
+      const slot = codec.rec[R_SLOT];
+      if (codec.rec[R_STATUS] < 0) {
+        log.guest(`chain-${q}`, `queue ${q}: ${CHAIN_ERRORS[codec.rec[R_STATUS]] ?? 'bad chain'}; returned with len 0`);
+        codec.push(q, slot, 0);
+        pushed++;
+        continue;
+      }
+      codec.decode(this.handler.responds);
+      if (codec.rec[R_STATUS] < 0) {
+        log.guest(`chain-${q}`, `queue ${q}: ${CHAIN_ERRORS[codec.rec[R_STATUS]] ?? 'bad chain'}; returned with len 0`);
+        codec.push(q, slot, 0);
+        pushed++;
+        continue;
+      }
+      const len = this.handler.execute(codec);
+      if (typeof len === 'number') {
+        codec.push(q, slot, len);
+        pushed++;
+        continue;
+      }
+      this.waiting = true;
+      const gen = this.generation;
+      len.then(
+        (n) => this.finishWaiting(gen, slot, n),
+        (e) => {
+          log.error(`queue ${q}: command failed: ${(e as Error)?.stack ?? e}`);
+          this.finishWaiting(gen, slot, 0);
+        },
+      );
+      break;
+    }
+    if (pushed > 0 && codec.needNotify(q)) this.notify();
+  }
+
+  private finishWaiting(gen: number, slot: number, len: number): void {
+    if (gen !== this.generation) return; // the ring was stopped meanwhile: its slot is gone
+    this.waiting = false;
+    this.codec.push(this.index, slot, len);
+    if (this.codec.needNotify(this.index)) this.notify();
+    this.process();
+  }
+
+  private broken(): void {
+    const reason = BROKEN_REASONS[this.codec.broken(this.index)] ?? 'corrupt ring';
+    log.error(`queue ${this.index}: ${reason}; device needs reset`);
+    this.stopped = true;
+    this.onBroken(reason);
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * The guest's RAM as the front-end shared it: vhost-user memory regions, each an mmap of a memfd,
+ * exposed as chunks of at most 1 GiB (one external ArrayBuffer each, which every JS engine API can
+ * index). Chunk i here is chunk i of the codec's translation table.
+ */
+import { native, NativeError, errnoName, type MapHandle } from '../native.js';
+
+export const CHUNK_MAX = 1 << 30;
+
+export interface RegionDesc {
+  guestPhysAddr: bigint;
+  memorySize: bigint;
+  userspaceAddr: bigint;
+  mmapOffset: bigint;
+}
+
+export interface Chunk {
+  gpa: bigint;
+  len: number;
+  bytes: Uint8Array;
+  view: DataView;
+}
+
+interface Region extends RegionDesc {
+  map: MapHandle;
+}
+
+export class GuestMemoryError extends Error {}
+
+export class GuestMemory {
+  private regions: Region[] = [];
+  private chunkList: Chunk[] = [];
+  /** Bumped on every change, so holders of translated addresses know to translate again. */
+  generation = 0;
+
+  get chunks(): readonly Chunk[] {
+    return this.chunkList;
+  }
+
+  get regionCount(): number {
+    return this.regions.length;
+  }
+
+  /**
+   * Map one region from fd (the caller keeps ownership of fd and closes it). Refuses sizes that
+   * do not fit the file (touching a page past its end would SIGBUS) and overlapping regions.
+   */
+  add(desc: RegionDesc, fd: number): void {
+    const n = native();
+    const { guestPhysAddr: gpa, memorySize: size, userspaceAddr: ua, mmapOffset: off } = desc;
+    if (size === 0n) throw new GuestMemoryError('region of size 0');
+    if (gpa + size > 0xffff_ffff_ffff_ffffn || ua + size > 0xffff_ffff_ffff_ffffn) {
+      throw new GuestMemoryError('region wraps the address space');
+    }
+    for (const r of this.regions) {
+      if (gpa < r.guestPhysAddr + r.memorySize && r.guestPhysAddr < gpa + size) {
+        throw new GuestMemoryError(`region at gpa 0x${gpa.toString(16)} overlaps another`);
+      }
+    }
+    const total = off + size;
+    if (total > BigInt(Number.MAX_SAFE_INTEGER)) throw new GuestMemoryError('region too large');
+    const fileSize = n.fdSize(fd);
+    if (fileSize < 0) throw new NativeError('fstat of memory region fd', fileSize);
+    // fdSize is 0 for some special files; only regular files (memfd, hugetlbfs) are checked.
+    if (fileSize > 0 && fileSize < Number(total)) {
+      throw new GuestMemoryError(`region needs ${total} bytes of its fd but the file has ${fileSize}`);
+    }
+    const map = n.mmap(fd, Number(total), 0);
+    if (typeof map === 'number') throw new NativeError('mmap of memory region', map);
+    this.regions.push({ ...desc, map });
+    this.rebuild();
+  }
+
+  /** Remove the region matching gpa, userspace address and size (REM_MEM_REG). */
+  remove(desc: RegionDesc): boolean {
+    const i = this.regions.findIndex(
+      (r) => r.guestPhysAddr === desc.guestPhysAddr && r.userspaceAddr === desc.userspaceAddr && r.memorySize === desc.memorySize,
+    );
+    if (i < 0) return false;
+    const [r] = this.regions.splice(i, 1);
+    native().unmap(r.map.addr);
+    this.rebuild();
+    return true;
+  }
+
+  clear(): void {
+    for (const r of this.regions) native().unmap(r.map.addr);
+    this.regions = [];
+    this.rebuild();
+  }
+
+  /** Guest-physical address of a front-end virtual address (vring addresses), or null. */
+  userToGuest(ua: bigint, len: bigint): bigint | null {
+    for (const r of this.regions) {
+      if (ua >= r.userspaceAddr && ua + len <= r.userspaceAddr + r.memorySize) return r.guestPhysAddr + (ua - r.userspaceAddr);
+    }
+    return null;
+  }
+
+  private rebuild(): void {
+    this.regions.sort((a, b) => (a.guestPhysAddr < b.guestPhysAddr ? -1 : 1));
+    const chunks: Chunk[] = [];
+    for (const r of this.regions) {
+      const size = Number(r.memorySize);
+      const base = Number(r.mmapOffset);
+      for (let at = 0; at < size; at += CHUNK_MAX) {
+        const len = Math.min(CHUNK_MAX, size - at);
+        const ab = native().view(r.map.addr, base + at, len);
+        if (typeof ab === 'number') throw new GuestMemoryError(`cannot view guest memory: ${errnoName(ab)}`);
+        const bytes = new Uint8Array(ab);
+        chunks.push({ gpa: r.guestPhysAddr + BigInt(at), len, bytes, view: new DataView(ab) });
+      }
+    }
+    this.chunkList = chunks;
+    this.generation++;
+  }
+}
