@@ -206,9 +206,12 @@ export class Session {
       case Req.GET_FEATURES:
         return u64(Session.offeredFeatures(this.backend));
       case Req.SET_FEATURES: {
-        const f = u64At(0);
-        const extra = f & ~Session.offeredFeatures(this.backend);
-        if (extra) throw new Refusal(`features 0x${extra.toString(16)} were not offered`);
+        const offered = Session.offeredFeatures(this.backend);
+        const f = u64At(0) & offered;
+        // QEMU passes on transport bits its device model added (e.g. RING_RESET) that no backend
+        // offered; like libvhost-user, ignore them rather than fail the device.
+        const extra = u64At(0) & ~offered;
+        if (extra) log.debug(`vhost-user: SET_FEATURES: ignoring bits 0x${extra.toString(16)} that were not offered`);
         this.acked = f;
         this.backend.setAckedFeatures(f);
         // Without protocol features there is no SET_VRING_ENABLE: rings are enabled now.
