@@ -10,8 +10,8 @@ import { createRequire } from 'node:module';
 import { packagePath } from './package-path.js';
 
 export interface FdWatcher {
-  /** Start (or change) watching for `events` (READABLE | WRITABLE); the callback gets the ready set, or a negative errno. */
-  start(events: number): void;
+  /** Start (or change) watching for `events` (READABLE | WRITABLE); the callback gets the ready set, or a negative errno. 0 or -errno. */
+  start(events: number): number;
   stop(): void;
   /** Stops and releases the libuv handle. The fd itself is not closed. Idempotent. */
   close(): void;
@@ -78,8 +78,11 @@ export interface NativeAddon {
   copy(dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, len: number): number;
 
   // --- fd readiness on the libuv loop of the calling thread ---
-  /** Watch fd with uv_poll; cb runs on this thread's event loop. */
-  watch(fd: number, cb: (events: number) => void): FdWatcher;
+  /**
+   * Watch fd with uv_poll; cb runs on this thread's event loop. -errno if libuv refuses the fd (a
+   * file epoll cannot watch, or one already watched). Stop/close the watcher before closing the fd.
+   */
+  watch(fd: number, cb: (events: number) => void): FdWatcher | number;
 
   readonly READABLE: number; // = UV_READABLE
   readonly WRITABLE: number; // = UV_WRITABLE
@@ -119,6 +122,13 @@ export class NativeError extends Error {
   constructor(readonly step: string, readonly errno: number) {
     super(`${step} failed: ${errnoName(errno)}`);
   }
+}
+
+/** A watcher, or a NativeError naming the step. */
+export function watchFd(step: string, fd: number, cb: (events: number) => void): FdWatcher {
+  const w = native().watch(fd, cb);
+  if (typeof w === 'number') throw new NativeError(step, w);
+  return w;
 }
 
 /** Unwrap a native fd/number result, throwing a NativeError that names the step. */

@@ -3,6 +3,7 @@
  * the GPU device, and the display port. Everything 2D runs here on the coordinator thread.
  */
 import { log } from '../log.js';
+import { native } from '../native.js';
 import type { VhostUserBackend, RingLayout } from '../transport/backend.js';
 import type { GuestMemory } from '../transport/guest-memory.js';
 import { Codec } from '../queues/codec.js';
@@ -98,7 +99,13 @@ export class GpuBackend implements VhostUserBackend {
   }
 
   setDisplaySocket(fd: number): void {
-    const channel = new DisplayChannel(fd);
+    let channel: DisplayChannel;
+    try {
+      channel = new DisplayChannel(fd);
+    } catch (e) {
+      native().close(fd);
+      throw e;
+    }
     channel.onDrained = (id, x, y, width, height) => this.device.refreshScanout(id, { x, y, width, height });
     this.port.attach(channel);
     channel.init().catch((e) => log.warn(`display: setup failed: ${(e as Error).message}`));

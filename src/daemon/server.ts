@@ -3,7 +3,7 @@
  * serving after each disconnect (--socket-path), or one inherited connected socket (--fd).
  */
 import { unlinkSync } from 'node:fs';
-import { native, check, type FdWatcher } from '../native.js';
+import { native, check, watchFd, type FdWatcher } from '../native.js';
 import { log } from '../log.js';
 import { Session } from '../transport/session.js';
 import type { VhostUserBackend } from '../transport/backend.js';
@@ -18,7 +18,7 @@ export function listen(path: string, makeBackend: () => VhostUserBackend): Serve
   const listenFd = check(`listen on ${path}`, n.listenUnix(path, 4));
   let session: Session | null = null;
   let closed = false;
-  const watcher: FdWatcher = n.watch(listenFd, () => acceptNext());
+  const watcher: FdWatcher = watchFd('watch the listening socket', listenFd, () => acceptNext());
 
   function acceptNext(): void {
     if (session || closed) return;

@@ -4,7 +4,7 @@
  * writes never block: what the socket does not take is queued, and pixel updates beyond
  * MAX_BACKLOG are dropped (the damage is sent again once the socket drains).
  */
-import { native, type FdWatcher } from '../native.js';
+import { native, watchFd, type FdWatcher } from '../native.js';
 import { log } from '../log.js';
 import type { DisplaySink } from '../device/display-sink.js';
 import { MAX_SCANOUTS } from '../device/protocol.js';
@@ -55,7 +55,7 @@ export class DisplayChannel implements DisplaySink {
 
   constructor(private readonly fd: number) {
     native().setNonBlocking(fd, true);
-    this.watcher = native().watch(fd, (ev) => this.onEvents(ev));
+    this.watcher = watchFd('watch the display socket', fd, (ev) => this.onEvents(ev));
     this.watcher.start(native().READABLE);
   }
 

@@ -4,7 +4,7 @@
  * memory table and the per-ring state (addresses, kick/call/err fds, started/enabled); the
  * backend owns what the queues do.
  */
-import { native, type FdWatcher } from '../native.js';
+import { native, watchFd, NativeError, type FdWatcher } from '../native.js';
 import { log } from '../log.js';
 import { GuestMemory, GuestMemoryError, type RegionDesc } from './guest-memory.js';
 import type { VhostUserBackend } from './backend.js';
@@ -60,7 +60,7 @@ export class Session {
   constructor(private readonly fd: number, private readonly backend: VhostUserBackend, private readonly onClose: () => void) {
     this.rings = Array.from({ length: backend.numQueues }, () => new Vring());
     native().setNonBlocking(fd, true);
-    this.watcher = native().watch(fd, (ev) => (ev < 0 ? this.close('poll error') : this.onReadable()));
+    this.watcher = watchFd('watch the vhost-user socket', fd, (ev) => (ev < 0 ? this.close('poll error') : this.onReadable()));
     this.watcher.start(native().READABLE);
   }
 
@@ -156,8 +156,12 @@ export class Session {
       if (spec.reply === 'body') this.reply(request, body!);
       else this.replyAck(request, needReply, true);
     } catch (e) {
-      if (!(e instanceof Refusal || e instanceof GuestMemoryError)) throw e;
-      log.error(`vhost-user: ${name} refused: ${e.message}`);
+      // Whatever goes wrong, the request is refused and the daemon goes on.
+      if (e instanceof Refusal || e instanceof GuestMemoryError || e instanceof NativeError) {
+        log.error(`vhost-user: ${name} refused: ${e.message}`);
+      } else {
+        log.error(`vhost-user: ${name} failed: ${(e as Error)?.stack ?? e}`);
+      }
       if (spec.reply === 'ack') this.replyAck(request, needReply, false);
       // A request that always has a body gets no reply: the stream stays in step, the front-end sees the error.
     }
@@ -395,18 +399,28 @@ export class Session {
     } else {
       this.stopKick(r);
       r.kickFd = fd;
-      r.started = true; // a kick fd (or the no-fd bit) starts the ring
       if (fd >= 0) {
         n.setNonBlocking(fd, true);
-        r.kickWatcher = n.watch(fd, () => {
+        r.kickWatcher = watchFd(`watch the kick fd of queue ${index}`, fd, () => {
           n.eventfdRead(fd);
-          if (r.running) this.backend.kick(index);
+          this.kick(index);
         });
         r.kickWatcher.start(n.READABLE);
       } else {
-        r.pollTimer = setInterval(() => r.running && this.backend.kick(index), NOFD_POLL_MS);
+        r.pollTimer = setInterval(() => this.kick(index), NOFD_POLL_MS);
       }
+      r.started = true; // a kick fd (or the no-fd bit) starts the ring
       this.maybeRun(index);
+    }
+  }
+
+  private kick(index: number): void {
+    if (!this.rings[index].running) return;
+    try {
+      this.backend.kick(index);
+    } catch (e) {
+      // A bug, not guest input (the queue layer answers bad input itself): keep serving.
+      log.error(`queue ${index}: ${(e as Error)?.stack ?? e}`);
     }
   }
 
@@ -442,7 +456,7 @@ export class Session {
       return;
     }
     r.running = true;
-    this.backend.kick(index); // buffers may already be waiting
+    this.kick(index); // buffers may already be waiting
   }
 
   private haltRing(index: number): void {
