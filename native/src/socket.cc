@@ -128,7 +128,9 @@ Napi::Value RecvMsg(const Napi::CallbackInfo& info) {
     return TypeErr(env, "fdsOut must be an Int32Array");
   Napi::Int32Array fdsOut = info[4].As<Napi::Int32Array>();
   size_t cap = fdsOut.ElementLength();
-  if (len <= 0 || !InRange(off, len, bufLen) || cap < 1) return Err(env, EINVAL);
+  if (cap < 1) return Err(env, EINVAL);
+  fdsOut[0] = 0;  // no fds unless this call received some, whatever it returns
+  if (len <= 0 || !InRange(off, len, bufLen)) return Err(env, EINVAL);
   cap -= 1;
 
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxRecvFds)];

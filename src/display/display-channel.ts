@@ -264,7 +264,7 @@ export class DisplayChannel implements DisplaySink {
     const n = native();
     for (;;) {
       const got = n.recvMsg(this.fd, this.inBuf, this.inLen, this.inBuf.length - this.inLen, this.fdsOut);
-      for (let i = 1; i <= this.fdsOut[0]; i++) n.close(this.fdsOut[i]); // QEMU sends no fds here
+      if (got > 0) for (let i = 1; i <= this.fdsOut[0]; i++) n.close(this.fdsOut[i]); // QEMU sends no fds here
       if (got === -n.EAGAIN) return;
       if (got <= 0) {
         if (got < 0) log.warn(`display: socket read failed (${got})`);

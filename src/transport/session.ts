@@ -91,18 +91,14 @@ export class Session {
   private onReadable(): void {
     const n = native();
     while (!this.closed) {
-      let got: number;
-      if (this.hdrLen < HDR_SIZE) {
-        got = n.recvMsg(this.fd, this.hdr, this.hdrLen, HDR_SIZE - this.hdrLen, this.fdsIn);
+      const inHeader = this.hdrLen < HDR_SIZE;
+      const got = inHeader
+        ? n.recvMsg(this.fd, this.hdr, this.hdrLen, HDR_SIZE - this.hdrLen, this.fdsIn)
+        : n.recvMsg(this.fd, this.payload, this.payloadLen, this.payload.length - this.payloadLen, this.fdsIn);
+      if (got > 0) {
         for (let i = 1; i <= this.fdsIn[0]; i++) this.fds.push(this.fdsIn[i]);
-        if (got > 0) {
-          this.hdrLen += got;
-          if (this.hdrLen === HDR_SIZE && !this.startPayload()) return;
-        }
-      } else {
-        got = n.recvMsg(this.fd, this.payload, this.payloadLen, this.payload.length - this.payloadLen, this.fdsIn);
-        for (let i = 1; i <= this.fdsIn[0]; i++) this.fds.push(this.fdsIn[i]);
-        if (got > 0) this.payloadLen += got;
+        if (!inHeader) this.payloadLen += got;
+        else if ((this.hdrLen += got) === HDR_SIZE && !this.startPayload()) return;
       }
       if (got === -n.EAGAIN) return;
       if (got === 0) return this.close('front-end disconnected');

@@ -281,6 +281,7 @@ describe('watch', () => {
       n.eventfdRead(fd);
       wake();
     });
+    if (typeof w === 'number') throw new Error(`watch: ${w}`);
     expect(w.start(n.READABLE)).toBe(0);
     const fired = new Promise<void>((r) => (wake = r));
     n.eventfdWrite(fd, 1);
@@ -300,6 +301,7 @@ describe('watch', () => {
   it('reports init errors as numbers and keeps the fd blocking mode', () => {
     const fd = n.eventfd(0, false);
     const w = n.watch(fd, () => {});
+    if (typeof w === 'number') throw new Error(`watch: ${w}`);
     expect(isNonBlocking(fd)).toBe(false);
     expect(w.start(0x100)).toBe(-n.EINVAL);
     expect(w.start(n.READABLE)).toBe(0);
