@@ -258,10 +258,12 @@ export class GpuDevice {
       log.guest('cursor-scanout', `cursor: scanout ${scanout} out of range`);
       return;
     }
+    const resId = arg(4);
     if (type === Cmd.MOVE_CURSOR) {
-      this.display.cursorMove(scanout, x, y);
+      // As in QEMU: the cursor is visible while the guest names a cursor resource.
+      if (resId === 0) this.display.cursorHide(scanout, x, y);
+      else this.display.cursorMove(scanout, x, y);
     } else if (type === Cmd.UPDATE_CURSOR) {
-      const resId = arg(4);
       if (resId === 0) {
         this.display.cursorHide(scanout, x, y);
         return;
