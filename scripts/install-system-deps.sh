@@ -12,6 +12,12 @@ fi
 
 want_base=(build-essential python3 pkg-config)
 want_test=(busybox-static cpio linux-image-amd64 kmod zstd)
+# 3D e2e guest (test/e2e/build-guest.sh --3d): the guest runs the host's own Mesa
+# (virtio_gpu gallium driver in libgl1-mesa-dri, GBM/EGL/GLES) and Debian's
+# kmscube, copied into its initramfs. The same Mesa's llvmpipe renders for
+# QEMU's in-process virtio-gpu-gl reference run; libvirglrenderer1 is the
+# host-side virgl decoder.
+want_test+=(kmscube libgl1-mesa-dri libgbm1 libegl1 libegl-mesa0 libgles2 libdrm2 libvirglrenderer1)
 want_qemu=(qemu-system-x86 qemu-system-gui)
 
 missing=()

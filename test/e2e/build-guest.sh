@@ -2,19 +2,34 @@
 # Builds the e2e guest: the installed Debian kernel plus a tiny initramfs
 # (busybox-static, the virtio-pci + virtio-gpu modules, guest-init.sh as /init).
 #
-# Output: test/e2e/.cache/guest-<kver>-<hash>/{vmlinuz,initramfs.cpio}; the
-# directory path is the only thing printed on stdout (progress goes to stderr).
-# A directory that already exists for the same key is reused as is, so repeated
-# runs cost nothing. The key is the kernel version plus a hash of this script,
-# the init script and the busybox binary.
+# Usage: build-guest.sh [--3d]
+#   (default)  2D guest: paints a pattern into /dev/fb0 (guest-init.sh).
+#   --3d       3D (virgl) guest: additionally carries the host's Mesa (the
+#              virtio_gpu gallium driver, GBM, EGL, GLES) and Debian's kmscube
+#              with every shared library it loads; guest-init-3d.sh is /init.
+#              About 200 MB, uncompressed.
+#
+# Output: test/e2e/.cache/guest-<kver>-<hash>/{vmlinuz,initramfs.cpio} (3D:
+# guest3d-<kver>-<hash>/); the directory path is the only thing printed on
+# stdout (progress goes to stderr). A directory that already exists for the
+# same key is reused as is, so repeated runs cost nothing. The key is the
+# kernel version plus a hash of this script, the init script and the busybox
+# binary (3D: also the path, size and mtime of every copied host file, so a
+# Mesa upgrade rebuilds).
 #
 # Env: E2E_KERNEL_VERSION to pick a kernel other than the newest installed one.
 # Needs: busybox-static, cpio, and xz/zstd/gzip only if the kernel ships
 # compressed modules (modules.dep is parsed here; no kmod tools are used).
+# --3d also needs ldd and the packages listed in scripts/install-system-deps.sh.
 set -euo pipefail
+shopt -s inherit_errexit  # so a die inside $(...) really stops the build
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-init_src="$here/guest-init.sh"
+case "${1:-}" in
+  "")   flavour=2d; prefix=guest;   init_src="$here/guest-init.sh" ;;
+  --3d) flavour=3d; prefix=guest3d; init_src="$here/guest-init-3d.sh" ;;
+  *) echo "usage: $0 [--3d]" >&2; exit 2 ;;
+esac
 cache="$here/.cache"
 busybox=/bin/busybox
 log() { echo "build-guest: $*" >&2; }
@@ -42,8 +57,67 @@ vmlinuz=/boot/vmlinuz-$kver
 [ -x "$busybox" ] || die "$busybox missing (install busybox-static)"
 command -v cpio >/dev/null || die "cpio missing"
 
-key=$(cat "${BASH_SOURCE[0]}" "$init_src" "$busybox" | sha256sum | cut -c1-16)
-out="$cache/guest-$kver-$key"
+# --- 3D: GL userspace manifest ---------------------------------------------
+# One "guest-path<TAB>host-path" line per file. The guest tree is not a merged
+# /usr (its /bin and /lib/modules come from the 2D layout), so every library
+# goes to /usr/lib/<multiarch>, which the dynamic loader searches by default
+# (no ld.so.cache needed), and the loader to its PT_INTERP path.
+multiarch=x86_64-linux-gnu
+libdir=/usr/lib/$multiarch
+# kmscube only: glmark2-es2-drm always picks the connector's largest mode,
+# which for virtio-gpu's EDID is 5120x2160, and its modeset then fails.
+gl_programs=(/usr/bin/kmscube)
+# Loaded with dlopen, so ldd of the program does not list them: Mesa's EGL
+# vendor library (named by glvnd's JSON below) and the gallium megadriver
+# under the name GBM/EGL look up for the virtio_gpu kernel driver
+# (<driver>_dri.so).
+gl_dlopened=(libEGL_mesa.so.0 dri/virtio_gpu_dri.so)
+# Data files read at run time: glvnd's vendor list and Mesa's driconf.
+gl_data=(/usr/share/glvnd/egl_vendor.d/50_mesa.json /usr/share/drirc.d)
+
+gl_manifest() {
+  local objs=() f name path
+  for f in "${gl_programs[@]}"; do
+    [ -x "$f" ] || die "$f missing (run VHOST_GPU_DEPS_TEST=1 scripts/install-system-deps.sh)"
+    objs+=("$f")
+    printf '%s\t%s\n' "$f" "$f"
+  done
+  for f in "${gl_dlopened[@]}"; do
+    [ -e "$libdir/$f" ] || die "$libdir/$f missing (run VHOST_GPU_DEPS_TEST=1 scripts/install-system-deps.sh)"
+    objs+=("$libdir/$f")
+    printf '%s\t%s\n' "$libdir/$f" "$libdir/$f"
+  done
+  # ldd lists the whole DT_NEEDED closure of each object. A library goes in
+  # under the name it is asked for (its soname); cp -L copies the real file.
+  for f in "${objs[@]}"; do
+    ldd "$f" | while read -r name arrow path _; do
+      case "$arrow" in
+        "=>")
+          [ "$path" != "not" ] || die "ldd $f: $name not found"
+          printf '%s\t%s\n' "$libdir/$name" "$path" ;;
+        "(0x"*)
+          # The loader line: "/lib64/ld-linux-x86-64.so.2 (0x...)".
+          case "$name" in /*) printf '%s\t%s\n' "$name" "$name" ;; esac ;;
+      esac
+    done
+  done
+  for f in "${gl_data[@]}"; do
+    [ -e "$f" ] || die "$f missing"
+    find "$f" -type f -printf '%p\t%p\n'
+  done
+}
+
+manifest=""
+if [ "$flavour" = 3d ]; then
+  # One line per guest path (the same library is reached both by name and via ldd).
+  manifest=$(gl_manifest | LC_ALL=C sort -u -t$'\t' -k1,1)
+  [ -n "$manifest" ] || die "empty GL manifest"
+fi
+
+key=$( { cat "${BASH_SOURCE[0]}" "$init_src" "$busybox"
+         [ -z "$manifest" ] || cut -f2 <<<"$manifest" | xargs -d '\n' stat -L -c '%n %s %Y'
+       } | sha256sum | cut -c1-16)
+out="$cache/$prefix-$kver-$key"
 # Parallel test files may call this at once: serialise, so nobody replaces or
 # prunes a build another run is about to boot.
 mkdir -p "$cache"
@@ -122,8 +196,18 @@ log "modules: $(tr '\n' ' ' <"$root/etc/e2e-modules")"
 cp "$init_src" "$root/init"
 chmod 755 "$root/init"
 
-# newc cpio, uncompressed: ~3 MB, and the guest kernel unpacks it instantly
-# (no decompression under TCG). --owner keeps it independent of the builder.
+if [ -n "$manifest" ]; then
+  while IFS=$'\t' read -r dst src; do
+    mkdir -p "$root$(dirname "$dst")"
+    cp -L "$src" "$root$dst"
+  done <<<"$manifest"
+  log "GL userspace: $(wc -l <<<"$manifest") files, $(du -sh "$root/usr" | cut -f1)"
+fi
+
+# newc cpio, uncompressed: ~3 MB (3D: ~200 MB, mostly libLLVM that Mesa's
+# megadriver links), and the guest kernel unpacks it in a moment, where
+# decompressing under TCG would take far longer. --owner keeps it independent
+# of the builder.
 (cd "$root" && find . -print0 | LC_ALL=C sort -z \
   | cpio --null -o -H newc --owner=0:0 --quiet) >"$tmp/initramfs.cpio"
 cp "$vmlinuz" "$tmp/vmlinuz"
@@ -133,7 +217,8 @@ mkdir -p "$tmp/out"
 mv "$tmp/initramfs.cpio" "$tmp/vmlinuz" "$tmp/out/"
 rm -rf "$out"
 mv "$tmp/out" "$out"
-for old in "$cache"/guest-*; do
+# Only this flavour's: "guest-*" does not match "guest3d-*" and vice versa.
+for old in "$cache/$prefix"-*; do
   [ "$old" = "$out" ] || rm -rf "$old"
 done
 log "built: $out ($(du -sh "$out" | cut -f1))"

@@ -1,7 +1,14 @@
 // End-to-end harness: boots the guest from build-guest.sh in QEMU (TCG) with a
 // vhost-user-gpu-pci device served by an external backend process, waits for
-// the guest's serial marker, grabs a QMP screendump and tears everything down.
+// the guest's serial marker, grabs a QMP screendump (a VNC capture for the
+// in-process GL device, see RunGuestOptions.display) and tears everything down.
 // Node APIs only, so the same harness drives the C reference backend and ours.
+//
+// Two guest images: '2d' (default; paints a pattern into /dev/fb0) and '3d'
+// (virgl: runs kmscube on the guest's Mesa, see guest-init-3d.sh). Two device
+// set-ups: 'vhost-user' (default; an external backend process) and
+// 'in-process-gl' (QEMU's own virtio-gpu-gl-pci with virglrenderer, rendering
+// with the host's Mesa llvmpipe through egl-headless: the 3D reference).
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
@@ -11,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { vncCapture } from './vnc.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const execFileP = promisify(execFile);
@@ -19,8 +27,17 @@ export const QEMU_BIN = process.env.E2E_QEMU ?? 'qemu-system-x86_64';
 export const REFERENCE_BACKEND = ['/usr/lib/qemu/vhost-user-gpu', '--socket-path', '{socket}'];
 /** Printed by guest-init.sh once the pattern is in /dev/fb0. */
 export const PATTERN_MARKER = 'E2E: pattern written';
+/** Printed by guest-init-3d.sh once kmscube has reported and renders on in the background. */
+export const GL_DONE_MARKER = 'E2E: gl done';
 /** Printed by guest-init.sh on any failure; no point waiting any longer. */
 export const FAIL_MARKER = /E2E: FAIL[^\n]*/;
+/**
+ * QEMU -display for GL device models without a host GPU. egl-headless insists
+ * on a render node; given /dev/null, Mesa's GBM fails to identify it and falls
+ * back to its software (swrast) screen, so virglrenderer renders with llvmpipe.
+ * Plain `-display egl-headless` fails here: there is no /dev/dri/renderD* at all.
+ */
+export const GL_HEADLESS_DISPLAY = 'egl-headless,rendernode=/dev/null';
 // fbcon=map:9 maps every console to a framebuffer that never exists, so fbcon
 // never takes over fb0 and cannot draw text or a cursor over the pattern.
 // panic=-1 (+ QEMU -no-reboot) turns a guest panic into a prompt QEMU exit.
@@ -34,12 +51,35 @@ export interface Screenshot {
   rgb: Uint8Array;
 }
 
+export type GuestImage = '2d' | '3d';
+export type GpuDevice = 'vhost-user' | 'in-process-gl';
+
 export interface RunGuestOptions {
-  /** Backend argv; every "{socket}" is replaced by the vhost-user socket path. */
-  backendCmd: string[];
+  /** Which image build-guest.sh makes. Default '2d'. */
+  guest?: GuestImage;
+  /**
+   * 'vhost-user' (default): vhost-user-gpu-pci served by backendCmd.
+   * 'in-process-gl': QEMU's own virtio-gpu-gl-pci (virgl), no backend process.
+   */
+  device?: GpuDevice;
+  /** Backend argv, required for 'vhost-user'; every "{socket}" is replaced by the vhost-user socket path. */
+  backendCmd?: string[];
+  /**
+   * QEMU -display. Default 'none' for 'vhost-user', GL_HEADLESS_DISPLAY for
+   * 'in-process-gl' (which needs a GL display; a virgl vhost-user backend
+   * would too).
+   *
+   * Capture: 'in-process-gl' is read over VNC, because QMP screendump refuses
+   * GL scanouts ("no surface") while egl-headless copies each GL frame into the
+   * surface the VNC server serves. 'vhost-user' always uses screendump: QEMU
+   * rejects a VNC display on a vhost-user-gpu console ("The console requires
+   * display DMABUF support"), so dmabuf scanouts from a vhost-user backend
+   * cannot be captured by this harness yet.
+   */
+  display?: string;
   /** Whole run budget: build, boot, marker and screendump. Default 120 s. */
   timeoutMs?: number;
-  /** Serial output that means "ready for the screendump". */
+  /** Serial output that means "ready for the screendump". Default: PATTERN_MARKER (2d), GL_DONE_MARKER (3d). */
   marker?: string | RegExp;
   /** Kernel command line. */
   append?: string;
@@ -47,7 +87,10 @@ export interface RunGuestOptions {
   backendCwd?: string;
   /** Appended to the QEMU command line. */
   extraQemuArgs?: string[];
-  /** Guest RAM, shared with the backend through a memfd. Default 512. */
+  /**
+   * Guest RAM, shared with the backend through a memfd. Default 512 (2d),
+   * 1024 (3d: its ~220 MB initramfs is held twice while the kernel unpacks it).
+   */
   memMiB?: number;
   /**
    * The guest's write to /dev/fb0 reaches the screen asynchronously (fbdev
@@ -62,10 +105,13 @@ export interface RunGuestOptions {
 export interface GuestRun {
   serialLog: string;
   screenshot: Screenshot;
+  /** How the screenshot was taken: 'vnc' for 'in-process-gl', else 'screendump' (see RunGuestOptions.display). */
+  capture: 'screendump' | 'vnc';
+  /** Empty for 'in-process-gl'. */
   backendStderr: string;
   backendStdout: string;
   qemuStderr: string;
-  /** Whether the backend was still running when the screendump was taken. */
+  /** Whether the backend was still running when the screendump was taken (always true for 'in-process-gl'). */
   backendAliveAtScreendump: boolean;
   qemuArgs: string[];
   /** Milliseconds from QEMU start to the marker, and for the whole run. */
@@ -111,13 +157,16 @@ async function beforeDeadline<T>(p: Promise<T>, deadline: number, what: string):
   }
 }
 
-let guestPromise: Promise<{ kernel: string; initrd: string }> | undefined;
+const guestPromises = new Map<GuestImage, Promise<{ kernel: string; initrd: string }>>();
 
-/** Runs build-guest.sh once per process (it is a no-op when cached). */
-export function buildGuest(): Promise<{ kernel: string; initrd: string }> {
-  guestPromise ??= (async () => {
-    const { stdout } = await execFileP('bash', [join(here, 'build-guest.sh')], {
-      timeout: 120_000,
+/** Runs build-guest.sh once per process and image (it is a no-op when cached). */
+export function buildGuest(guest: GuestImage = '2d'): Promise<{ kernel: string; initrd: string }> {
+  let guestPromise = guestPromises.get(guest);
+  if (guestPromise) return guestPromise;
+  guestPromise = (async () => {
+    const { stdout } = await execFileP('bash', [join(here, 'build-guest.sh'), ...(guest === '3d' ? ['--3d'] : [])], {
+      // The 3D image copies ~220 MB; allow for a slow disk.
+      timeout: guest === '3d' ? 300_000 : 120_000,
       maxBuffer: 1 << 20,
     });
     const dir = stdout.trim().split('\n').pop() ?? '';
@@ -128,7 +177,8 @@ export function buildGuest(): Promise<{ kernel: string; initrd: string }> {
     }
     return { kernel, initrd };
   })();
-  guestPromise.catch(() => (guestPromise = undefined)); // allow a retry
+  guestPromises.set(guest, guestPromise);
+  guestPromise.catch(() => guestPromises.delete(guest)); // allow a retry
   return guestPromise;
 }
 
@@ -390,6 +440,54 @@ export function checkFourBands(shot: Screenshot): BandCheck {
   return { ok: problems.length === 0, problems, mismatchedPixels };
 }
 
+export interface GlReport {
+  /** GL_RENDERER as kmscube printed it, e.g. "virgl (LLVMPIPE (LLVM 15.0.6, 256 bits))". */
+  renderer: string;
+  /** Frames kmscube timed (it starts the clock at the second frame), the time and their rate. */
+  frames: number;
+  secs: number;
+  fps: number;
+}
+
+/** The 3D guest's "E2E: GL_RENDERER: ..." and "E2E: gl frames=N secs=S fps=F" lines, if both are present. */
+export function parseGlReport(serialLog: string): GlReport | null {
+  const r = /E2E: GL_RENDERER: ([^\n]*)/.exec(serialLog);
+  const f = /E2E: gl frames=(\d+) secs=([\d.]+) fps=([\d.]+)/.exec(serialLog);
+  return r && f ? { renderer: r[1]!.trim(), frames: +f[1]!, secs: +f[2]!, fps: +f[3]! } : null;
+}
+
+export interface ColourStats {
+  /** Number of distinct RGB values. */
+  distinct: number;
+  /** The most common colour and the share of pixels that have it (0..1). */
+  dominant: Rgb;
+  dominantShare: number;
+}
+
+/** Colour statistics of a screenshot, to tell a rendered scene from a blank or single-colour screen. */
+export function colourStats(shot: Screenshot): ColourStats {
+  const counts = new Map<number, number>();
+  const { rgb } = shot;
+  for (let i = 0; i + 2 < rgb.length; i += 3) {
+    const key = (rgb[i]! << 16) | (rgb[i + 1]! << 8) | rgb[i + 2]!;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  let best = 0;
+  let bestCount = 0;
+  for (const [key, n] of counts) {
+    if (n > bestCount) {
+      best = key;
+      bestCount = n;
+    }
+  }
+  const pixels = Math.max(1, shot.width * shot.height);
+  return {
+    distinct: counts.size,
+    dominant: [(best >> 16) & 255, (best >> 8) & 255, best & 255],
+    dominantShare: bestCount / pixels,
+  };
+}
+
 /** "E2E: fb0 ready WxH bpp=32 stride=N" from the serial log, if present. */
 export function parseFbInfo(serialLog: string): { width: number; height: number; bpp: number; stride: number } | null {
   const m = /E2E: fb0 ready (\d+)x(\d+) bpp=(\d+) stride=(\d+)/.exec(serialLog);
@@ -409,16 +507,24 @@ async function waitForSocket(path: string, backend: Proc, deadline: number): Pro
   }
 }
 
-/** Boots the guest against backendCmd and returns its serial log and a screendump. */
+/** Boots the guest (against backendCmd for 'vhost-user') and returns its serial log and a screenshot. */
 export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
   const started = Date.now();
   const deadline = started + (opts.timeoutMs ?? 120_000);
   const keepTmp = opts.keepTmp ?? process.env.E2E_KEEP_TMP === '1';
-  const mem = opts.memMiB ?? 512;
+  const image = opts.guest ?? '2d';
+  const device = opts.device ?? 'vhost-user';
+  if (device === 'vhost-user' && !opts.backendCmd?.length) {
+    throw new Error("runGuest: device 'vhost-user' needs backendCmd");
+  }
+  const display = opts.display ?? (device === 'in-process-gl' ? GL_HEADLESS_DISPLAY : 'none');
+  const capture = device === 'in-process-gl' ? 'vnc' : 'screendump';
+  const mem = opts.memMiB ?? (image === '3d' ? 1024 : 512);
   // Short path: unix socket paths are limited to ~107 bytes.
   const tmp = await mkdtemp(join(tmpdir(), 'vgpu-e2e-'));
   const sock = join(tmp, 'gpu.sock');
   const qmpSock = join(tmp, 'qmp.sock');
+  const vncSock = join(tmp, 'vnc.sock');
   const serialPath = join(tmp, 'serial.log');
 
   let backend: Proc | undefined;
@@ -438,28 +544,36 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
   };
 
   try {
-    const guest = await buildGuest();
+    const guest = await buildGuest(image);
 
-    const backendArgv = opts.backendCmd.map((a) => a.replaceAll('{socket}', sock));
-    backend = new Proc('backend', backendArgv, { env: opts.backendEnv, cwd: opts.backendCwd });
-    await waitForSocket(sock, backend, Math.min(deadline, Date.now() + 30_000));
+    if (device === 'vhost-user') {
+      const backendArgv = opts.backendCmd!.map((a) => a.replaceAll('{socket}', sock));
+      backend = new Proc('backend', backendArgv, { env: opts.backendEnv, cwd: opts.backendCwd });
+      await waitForSocket(sock, backend, Math.min(deadline, Date.now() + 30_000));
+    }
 
     // vhost-user: the backend maps guest RAM, so RAM must be a shareable fd
     // (memfd, share=on) and be the NUMA node's memory so all of it is shared.
+    // The in-process device gets the same memory set-up, so that runs of the
+    // two device kinds differ in the device only.
+    const gpuArgs =
+      device === 'vhost-user'
+        ? ['-chardev', `socket,id=vgpu,path=${sock}`, '-device', 'vhost-user-gpu-pci,chardev=vgpu']
+        : ['-device', 'virtio-gpu-gl-pci'];
     const qemuArgs = [
       '-machine', 'q35,accel=tcg',
       '-m', `${mem}M`,
       '-object', `memory-backend-memfd,id=mem,size=${mem}M,share=on`,
       '-numa', 'node,memdev=mem',
       '-nodefaults', '-no-user-config',
-      '-display', 'none',
+      '-display', display,
+      ...(capture === 'vnc' ? ['-vnc', `unix:${vncSock}`] : []),
       '-no-reboot',
       '-serial', `file:${serialPath}`,
       '-kernel', guest.kernel,
       '-initrd', guest.initrd,
       '-append', opts.append ?? DEFAULT_APPEND,
-      '-chardev', `socket,id=vgpu,path=${sock}`,
-      '-device', 'vhost-user-gpu-pci,chardev=vgpu',
+      ...gpuArgs,
       '-qmp', `unix:${qmpSock},server=on,wait=off`,
       ...(opts.extraQemuArgs ?? []),
     ];
@@ -467,7 +581,7 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
     qemu = new Proc('qemu', [QEMU_BIN, ...qemuArgs], {});
 
     // Follow the serial log until the marker, a guest failure, or a death.
-    const marker = opts.marker ?? PATTERN_MARKER;
+    const marker = opts.marker ?? (image === '3d' ? GL_DONE_MARKER : PATTERN_MARKER);
     const seen = (log: string) => (typeof marker === 'string' ? log.includes(marker) : marker.test(log));
     for (;;) {
       const log = await readSerial();
@@ -475,35 +589,40 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
       const f = FAIL_MARKER.exec(log);
       if (f) throw new Error(`guest reported failure: ${f[0]}`);
       if (qemu.exit) throw new Error(`${qemu.describeExit()} before the marker`);
-      if (backend.exit) throw new Error(`${backend.describeExit()} before the marker`);
+      if (backend?.exit) throw new Error(`${backend.describeExit()} before the marker`);
       if (Date.now() > deadline) throw new Error(`timed out waiting for serial marker ${String(marker)}`);
       await sleep(100);
     }
     const bootMs = Date.now() - qemuStarted;
 
-    qmp = await Qmp.open(qmpSock, deadline);
+    if (capture === 'screendump') qmp = await Qmp.open(qmpSock, deadline);
     let screenshot: Screenshot;
     let backendAliveAtScreendump: boolean;
     for (let n = 0; ; n++) {
       const file = join(tmp, `screendump-${n}.ppm`);
-      backendAliveAtScreendump = !backend.exit;
+      backendAliveAtScreendump = !backend?.exit;
       try {
-        await beforeDeadline(qmp.execute('screendump', { filename: file }), deadline, 'QMP screendump');
-        screenshot = parsePpm(await readFile(file));
+        if (qmp) {
+          await beforeDeadline(qmp.execute('screendump', { filename: file }), deadline, 'QMP screendump');
+          screenshot = parsePpm(await readFile(file));
+        } else {
+          screenshot = await beforeDeadline(vncCapture(vncSock), deadline, 'VNC capture');
+        }
       } catch (err) {
-        throw new Error(`screendump failed: ${(err as Error).message}`);
+        throw new Error(`${capture} failed: ${(err as Error).message}`);
       }
       if (!opts.screenshotUntil || opts.screenshotUntil(screenshot)) break;
       await sleep(250);
       // Out of time or a process died: the caller judges the last shot.
-      if (qemu.exit || backend.exit || Date.now() > deadline - 5000) break;
+      if (qemu.exit || backend?.exit || Date.now() > deadline - 5000) break;
     }
     await readSerial();
     const result: GuestRun = {
       serialLog,
       screenshot,
-      backendStderr: backend.stderr,
-      backendStdout: backend.stdout,
+      capture,
+      backendStderr: backend?.stderr ?? '',
+      backendStdout: backend?.stdout ?? '',
       qemuStderr: qemu.stderr,
       backendAliveAtScreendump,
       qemuArgs: [QEMU_BIN, ...qemuArgs],
