@@ -57,8 +57,10 @@
 @inline export const R_NENTRIES: i32 = 12; // decoded mem entries in ENTRIES
 @inline export const R_NSEGS: i32 = 13;    // segments of the chain in CHAIN (readable first)
 @inline export const R_NREAD: i32 = 14;    // of which readable
-@inline export const R_ARGS: i32 = 16;     // request words after the 24-byte header, from here on
-@inline export const R_MAX_ARGS: i32 = 48;
+@inline export const R_AVAIL_POS: i32 = 15; // this chain's avail position (free-running u16)
+@inline export const R_AVAIL_SEEN: i32 = 16; // avail.idx read when this chain was popped
+@inline export const R_ARGS: i32 = 17;     // request words after the 24-byte header, from here on
+@inline export const R_MAX_ARGS: i32 = 47;
 
 // --- vq_pop results ---
 @inline export const POP_EMPTY: i32 = 0;

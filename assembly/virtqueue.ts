@@ -4,7 +4,7 @@
 import {
   QSTATE, QSTATE_SIZE, MAX_QUEUES, SCRATCH, REC, CHAIN, CHAIN_MAX_SEGS, REQ, REQ_SIZE, RESP, RESP_SIZE,
   SLOTS, SLOT_SIZE, MAX_SLOTS, SLOT_MAX_WSEGS, FREE,
-  R_STATUS, R_SLOT, R_HEAD, R_QUEUE, R_RLEN, R_WLEN, R_NSEGS, R_NREAD,
+  R_STATUS, R_SLOT, R_HEAD, R_QUEUE, R_RLEN, R_WLEN, R_NSEGS, R_NREAD, R_AVAIL_POS, R_AVAIL_SEEN,
   POP_EMPTY, POP_CHAIN, POP_NO_SLOT, POP_BROKEN,
   E_DESC_INDEX, E_CHAIN_LOOP, E_ADDRESS, E_ORDER, E_INDIRECT, E_TOO_LONG, E_TOO_MANY_SEGS,
   B_AVAIL_JUMP, B_HEAD_INDEX, X_TOO_MANY, Q_BAD_SIZE, Q_BAD_ALIGN, Q_BAD_ADDR,
@@ -186,6 +186,8 @@ export function vq_pop(q: i32): i32 {
   store<i32>(REC + (<usize>R_SLOT << 2), slot);
   store<i32>(REC + (<usize>R_HEAD << 2), head);
   store<i32>(REC + (<usize>R_QUEUE << 2), q);
+  store<u32>(REC + (<usize>R_AVAIL_POS << 2), last);
+  store<u32>(REC + (<usize>R_AVAIL_SEEN << 2), availIdx);
 
   const status = walk(s, size, head);
   store<i32>(REC + (<usize>R_STATUS << 2), status);

@@ -2,6 +2,18 @@
  * What the device needs from the display (QEMU's vhost-user-gpu socket, see display/). Kept as an
  * interface so the device knows nothing about sockets.
  */
+import type { Swizzle } from './formats.js';
+
+/** Pixels to send: a region of a 32-bit image and how to reach B,G,R,X byte order from it. */
+export interface PixelSource {
+  words: Uint32Array;
+  /** Image width in pixels (row pitch). */
+  pitch: number;
+  x: number;
+  y: number;
+  swizzle: Swizzle;
+}
+
 export interface DisplaySink {
   /** The 16 pmodes (16 x 24 bytes) of the current display configuration, or null if unavailable. */
   displayInfo(): Promise<Uint8Array | null>;
@@ -12,10 +24,10 @@ export interface DisplaySink {
   /** Show a width x height surface on the scanout; 0x0 disables it. */
   scanout(scanout: number, width: number, height: number): void;
   /**
-   * Send damaged pixels; `fill` writes width*height x8r8g8b8 pixels (stride width*4) into dst.
-   * Returns false if the update was dropped (display gone).
+   * Send damaged pixels of scanout rect (x, y, width, height), taken from `src` at (src.x, src.y).
+   * Returns false if the update was dropped (display gone or backed up).
    */
-  update(scanout: number, x: number, y: number, width: number, height: number, fill: (dst: Uint32Array) => void): boolean;
+  update(scanout: number, x: number, y: number, width: number, height: number, src: PixelSource): boolean;
   /** New 64x64 cursor image (a8r8g8b8 words) with hot spot, at x,y. */
   cursorUpdate(scanout: number, x: number, y: number, hotX: number, hotY: number, image: Uint32Array): void;
   cursorMove(scanout: number, x: number, y: number): void;

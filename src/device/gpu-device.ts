@@ -5,7 +5,7 @@
 import { randomFillSync } from 'node:crypto';
 import type { Codec } from '../queues/codec.js';
 import {
-  R_STATUS, R_TYPE, R_FLAGS, R_FENCE_LO, R_FENCE_HI, R_CTX, R_RING, R_ARGS, R_WLEN, R_NENTRIES,
+  R_STATUS, R_TYPE, R_FLAGS, R_FENCE_LO, R_FENCE_HI, R_CTX, R_RING, R_ARGS, R_WLEN, R_NENTRIES, R_AVAIL_POS, R_AVAIL_SEEN,
 } from '../queues/layout.js';
 import { log } from '../log.js';
 import type { DisplaySink } from './display-sink.js';
@@ -34,6 +34,15 @@ export class GpuDevice {
   private readonly memory: GuestAccess;
   private acked = 0n;
   private readonly cursorImage = new Uint32Array(CURSOR_SIZE * CURSOR_SIZE);
+  /** The record of the command being executed, and a rectangle reused for its rect argument. */
+  private rec: Int32Array = new Int32Array(0);
+  private readonly rect: Rect = { x: 0, y: 0, width: 0, height: 0 };
+  /**
+   * The last display info QEMU gave, with the avail positions it may answer: chains at positions
+   * [pos, seen) were already submitted when it was requested, so a reply is valid for them all.
+   * This turns a batch of GET_DISPLAY_INFO into one round trip to QEMU.
+   */
+  private displayInfoCache: { pmodes: Uint8Array | null; pos: number; seen: number } | null = null;
 
   constructor(opts: GpuDeviceOptions) {
     this.budget = new HostMemoryBudget(opts.maxHostMemory);
@@ -69,6 +78,7 @@ export class GpuDevice {
   }
 
   reset(): void {
+    this.displayInfoCache = null;
     this.scanouts.reset();
     this.resources.clear();
   }
@@ -121,41 +131,56 @@ export class GpuDevice {
     return HDR_SIZE;
   }
 
+  /** Request word i (after the header) as u32. */
+  private arg(i: number): number {
+    return this.rec[R_ARGS + i] >>> 0;
+  }
+
+  /** The rect starting at request word i, in the reused rectangle (valid until the next command). */
+  private rectAt(i: number): Rect {
+    const r = this.rect;
+    r.x = this.arg(i);
+    r.y = this.arg(i + 1);
+    r.width = this.arg(i + 2);
+    r.height = this.arg(i + 3);
+    return r;
+  }
+
   private execute(codec: Codec, type: number): number | Promise<number> {
     const rec = codec.rec;
-    const arg = (i: number) => rec[R_ARGS + i] >>> 0;
-    const rect = (i: number): Rect => ({ x: arg(i), y: arg(i + 1), width: arg(i + 2), height: arg(i + 3) });
+    this.rec = rec;
+    if (this.displayInfoCache && type !== Cmd.GET_DISPLAY_INFO) this.expireDisplayInfo(rec[R_AVAIL_POS]);
     switch (type) {
       case Cmd.GET_DISPLAY_INFO:
         return this.getDisplayInfo(codec);
       case Cmd.RESOURCE_CREATE_2D:
-        this.resources.create2d(arg(0), arg(1), arg(2), arg(3));
+        this.resources.create2d(this.arg(0), this.arg(1), this.arg(2), this.arg(3));
         break;
       case Cmd.RESOURCE_UNREF: {
-        const res = this.resources.get(arg(0));
+        const res = this.resources.get(this.arg(0));
         this.scanouts.detachResource(res);
         this.resources.destroy(res);
         break;
       }
       case Cmd.SET_SCANOUT: {
-        const id = arg(4), resId = arg(5);
+        const id = this.arg(4), resId = this.arg(5);
         Scanouts.checkId(id);
         if (resId === 0) this.scanouts.disable(id);
-        else this.scanouts.set(id, this.resources.get(resId), rect(0));
+        else this.scanouts.set(id, this.resources.get(resId), this.rectAt(0));
         break;
       }
       case Cmd.RESOURCE_FLUSH: {
-        const res = this.resources.get(arg(4));
-        const r = rect(0);
+        const res = this.resources.get(this.arg(4));
+        const r = this.rectAt(0);
         checkRectInside('flush', r, res.width, res.height);
         this.scanouts.flush(res, r);
         break;
       }
       case Cmd.TRANSFER_TO_HOST_2D:
-        this.transferToHost2d(this.resources.get(arg(6)), rect(0), arg(4) + arg(5) * 2 ** 32);
+        this.transferToHost2d(this.resources.get(this.arg(6)), this.rectAt(0), this.arg(4) + this.arg(5) * 2 ** 32);
         break;
       case Cmd.RESOURCE_ATTACH_BACKING: {
-        const res = this.resources.get(arg(0));
+        const res = this.resources.get(this.arg(0));
         const n = rec[R_NENTRIES];
         const gpas: bigint[] = new Array(n), lens: number[] = new Array(n);
         for (let i = 0; i < n; i++) {
@@ -166,18 +191,18 @@ export class GpuDevice {
         break;
       }
       case Cmd.RESOURCE_DETACH_BACKING:
-        this.resources.detachBacking(this.resources.get(arg(0)));
+        this.resources.detachBacking(this.resources.get(this.arg(0)));
         break;
       case Cmd.RESOURCE_ASSIGN_UUID:
         if (!this.has(GpuFeature.RESOURCE_UUID)) throw new GpuError('unspec', 'RESOURCE_UUID was not negotiated');
-        return this.assignUuid(codec, this.resources.get(arg(0)));
+        return this.assignUuid(codec, this.resources.get(this.arg(0)));
       case Cmd.GET_CAPSET_INFO:
-        throw new GpuError('param', `capset index ${arg(0)} out of range: no capsets in 2D mode`);
+        throw new GpuError('param', `capset index ${this.arg(0)} out of range: no capsets in 2D mode`);
       case Cmd.GET_CAPSET:
-        throw new GpuError('param', `capset ${arg(0)} is not supported in 2D mode`);
+        throw new GpuError('param', `capset ${this.arg(0)} is not supported in 2D mode`);
       case Cmd.GET_EDID:
         if (!this.has(GpuFeature.EDID)) throw new GpuError('unspec', 'EDID was not negotiated');
-        return this.getEdid(codec, arg(0));
+        return this.getEdid(codec, this.arg(0));
       default:
         throw new GpuError('unspec', `command ${cmdName(type)} is not supported in 2D mode`);
     }
@@ -205,8 +230,25 @@ export class GpuDevice {
     }
   }
 
-  private async getDisplayInfo(codec: Codec): Promise<number> {
-    const pmodes = await this.display.displayInfo();
+  /** Forget the cached display info once a chain past its window is executed (and before u16 wrap). */
+  private expireDisplayInfo(pos: number): void {
+    const c = this.displayInfoCache!;
+    if (((pos - c.pos) & 0xffff) >= ((c.seen - c.pos) & 0xffff)) this.displayInfoCache = null;
+  }
+
+  private getDisplayInfo(codec: Codec): number | Promise<number> {
+    const pos = codec.rec[R_AVAIL_POS], seen = codec.rec[R_AVAIL_SEEN];
+    if (this.displayInfoCache) {
+      this.expireDisplayInfo(pos);
+      if (this.displayInfoCache) return this.writeDisplayInfo(codec, this.displayInfoCache.pmodes);
+    }
+    return this.display.displayInfo().then((pmodes) => {
+      this.displayInfoCache = { pmodes, pos, seen };
+      return this.writeDisplayInfo(codec, pmodes);
+    });
+  }
+
+  private writeDisplayInfo(codec: Codec, pmodes: Uint8Array | null): number {
     this.header(codec, Resp.OK_DISPLAY_INFO);
     const body = codec.resp.subarray(HDR_SIZE, DISPLAY_INFO_SIZE);
     if (pmodes) body.set(pmodes.subarray(0, body.length));
@@ -252,13 +294,13 @@ export class GpuDevice {
       log.guest('cursor-bad', `cursor: malformed ${cmdName(type)} request`);
       return;
     }
-    const arg = (i: number) => rec[R_ARGS + i] >>> 0;
-    const scanout = arg(0), x = arg(1), y = arg(2);
+    this.rec = rec;
+    const scanout = this.arg(0), x = this.arg(1), y = this.arg(2);
     if (scanout >= MAX_SCANOUTS) {
       log.guest('cursor-scanout', `cursor: scanout ${scanout} out of range`);
       return;
     }
-    const resId = arg(4);
+    const resId = this.arg(4);
     if (type === Cmd.MOVE_CURSOR) {
       // As in QEMU: the cursor is visible while the guest names a cursor resource.
       if (resId === 0) this.display.cursorHide(scanout, x, y);
@@ -274,7 +316,7 @@ export class GpuDevice {
           throw new GpuError('param', `cursor resource ${resId} is ${res.width}x${res.height}, not 64x64`);
         }
         convertWords(swizzleOf(res.format), res.words, 0, this.cursorImage, 0, CURSOR_SIZE * CURSOR_SIZE);
-        this.display.cursorUpdate(scanout, x, y, arg(5), arg(6), this.cursorImage);
+        this.display.cursorUpdate(scanout, x, y, this.arg(5), this.arg(6), this.cursorImage);
       } catch (e) {
         log.guest('cursor-update', `cursor: ${(e as Error).message}`);
       }

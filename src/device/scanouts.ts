@@ -4,7 +4,7 @@
  */
 import type { DisplaySink } from './display-sink.js';
 import { GpuError } from './errors.js';
-import { convertWords, swizzleOf } from './formats.js';
+import { swizzleOf } from './formats.js';
 import { MAX_SCANOUTS } from './protocol.js';
 import type { Resource2D } from './resources.js';
 
@@ -84,10 +84,8 @@ export class Scanouts {
     const x0 = Math.max(r.x, s.x), y0 = Math.max(r.y, s.y);
     const x1 = Math.min(r.x + r.width, s.x + s.width), y1 = Math.min(r.y + r.height, s.y + s.height);
     if (x1 <= x0 || y1 <= y0) return;
-    const w = x1 - x0, h = y1 - y0;
-    const swz = swizzleOf(res.format);
-    this.display.update(id, x0 - s.x, y0 - s.y, w, h, (dst) => {
-      for (let row = 0; row < h; row++) convertWords(swz, res.words, (y0 + row) * res.width + x0, dst, row * w, w);
+    this.display.update(id, x0 - s.x, y0 - s.y, x1 - x0, y1 - y0, {
+      words: res.words, pitch: res.width, x: x0, y: y0, swizzle: swizzleOf(res.format),
     });
   }
 

@@ -6,7 +6,8 @@
  */
 import { native, watchFd, type FdWatcher } from '../native.js';
 import { log } from '../log.js';
-import type { DisplaySink } from '../device/display-sink.js';
+import type { DisplaySink, PixelSource } from '../device/display-sink.js';
+import { convertWords } from '../device/formats.js';
 import { MAX_SCANOUTS } from '../device/protocol.js';
 
 export const Msg = {
@@ -30,6 +31,8 @@ const PROTOCOL_F_EDID = 1n << 0n;
 const REPLY_TIMEOUT_MS = 2000;
 const MAX_REPLY = 4096;
 const MAX_BACKLOG = 64 << 20;
+/** Buffers per sendmsg (IOV_MAX is 1024). */
+const MAX_PARTS = 512;
 
 interface Pending {
   request: number;
@@ -41,13 +44,16 @@ export class DisplayChannel implements DisplaySink {
   private readonly watcher: FdWatcher;
   private closed = false;
   private readonly pending: Pending[] = [];
+  /** Bytes QEMU has not taken yet, in order; they may be views of resource pixels (see update). */
   private readonly out: Uint8Array[] = [];
   private backlog = 0;
   private inBuf = new Uint8Array(MAX_REPLY + HDR);
   private inLen = 0;
   private protocolFeatures = 0n;
   private enabledScanouts = 1; // bit mask; scanout 0 always exists
-  private updateBuf = new Uint8Array(0);
+  /** Conversion buffer for formats that are not already B,G,R,X; not reused while queued. */
+  private convertBuf = new Uint32Array(0);
+  private convertBufQueued = false;
   private readonly fdsOut = new Int32Array(9);
   /** Damage dropped while the socket was backed up, per scanout, to resend when it drains. */
   private readonly dropped = new Map<number, { x0: number; y0: number; x1: number; y1: number }>();
@@ -118,26 +124,55 @@ export class DisplayChannel implements DisplaySink {
     this.send(Msg.SCANOUT, [u32s(scanout, width, height)]);
   }
 
-  update(scanout: number, x: number, y: number, width: number, height: number, fill: (dst: Uint32Array) => void): boolean {
+  /**
+   * UPDATE without intermediate copies where the format allows: the message is gathered from
+   * the header and the resource's own rows (one part for full-width rects). If the socket does not
+   * take it all, the rest stays queued as views of the resource, so QEMU may receive pixels newer
+   * than this flush, never older ones or freed memory.
+   */
+  update(scanout: number, x: number, y: number, width: number, height: number, src: PixelSource): boolean {
     if (this.closed) return false;
-    const bytes = HDR + 20 + width * height * 4;
-    if (this.backlog + bytes > MAX_BACKLOG) {
+    const pixelBytes = width * height * 4;
+    if (this.backlog + HDR + 20 + pixelBytes > MAX_BACKLOG) {
       this.remember(scanout, x, y, width, height);
       return false;
     }
-    if (this.updateBuf.byteLength < bytes) this.updateBuf = new Uint8Array(Math.max(bytes, this.updateBuf.byteLength * 2));
-    const msg = this.updateBuf.subarray(0, bytes);
-    const v = new DataView(msg.buffer, msg.byteOffset, 32);
+    const head = new Uint8Array(HDR + 20);
+    const v = new DataView(head.buffer);
     v.setUint32(0, Msg.UPDATE, true);
-    v.setUint32(4, 0, true);
-    v.setUint32(8, bytes - HDR, true);
+    v.setUint32(8, 20 + pixelBytes, true);
     v.setUint32(12, scanout, true);
     v.setUint32(16, x, true);
     v.setUint32(20, y, true);
     v.setUint32(24, width, true);
     v.setUint32(28, height, true);
-    fill(new Uint32Array(msg.buffer, msg.byteOffset + 32, width * height));
-    this.write(msg, true);
+    const parts: Uint8Array[] = [head];
+    const w = src.words;
+    const bytes = new Uint8Array(w.buffer, w.byteOffset, w.byteLength);
+    if (src.swizzle === 'none' && (width === src.pitch || height <= MAX_PARTS)) {
+      if (width === src.pitch) {
+        const at = src.y * src.pitch * 4;
+        parts.push(bytes.subarray(at, at + pixelBytes));
+      } else {
+        for (let row = 0; row < height; row++) {
+          const at = ((src.y + row) * src.pitch + src.x) * 4;
+          parts.push(bytes.subarray(at, at + width * 4));
+        }
+      }
+    } else {
+      if (this.convertBufQueued || this.convertBuf.length < width * height) {
+        this.convertBuf = new Uint32Array(Math.max(width * height, this.convertBufQueued ? 0 : this.convertBuf.length));
+      }
+      const dst = this.convertBuf;
+      for (let row = 0; row < height; row++) {
+        convertWords(src.swizzle, w, (src.y + row) * src.pitch + src.x, dst, row * width, width);
+      }
+      parts.push(new Uint8Array(dst.buffer, 0, pixelBytes));
+      this.convertBufQueued = false;
+      if (!this.write(parts)) this.convertBufQueued = true;
+      return true;
+    }
+    this.write(parts);
     return true;
   }
 
@@ -187,47 +222,65 @@ export class DisplayChannel implements DisplaySink {
       msg.set(p, at);
       at += p.byteLength;
     }
-    this.write(msg, false);
+    this.write([msg]);
   }
 
-  /** Write now if nothing is queued; queue the rest (copied if `borrowed`: the caller reuses it). */
-  private write(msg: Uint8Array, borrowed: boolean): void {
+  /** Send parts now if nothing is queued; queue what the socket does not take. True if all went out. */
+  private write(parts: Uint8Array[]): boolean {
+    if (this.closed) return true;
     let sent = 0;
     if (this.out.length === 0) {
-      const n = native().sendMsg(this.fd, [msg], null);
-      if (n < 0 && n !== -native().EAGAIN) {
-        log.warn(`display: socket write failed (${n}); display disconnected`);
-        this.close();
-        return;
-      }
-      sent = Math.max(0, n);
-      if (sent === msg.byteLength) return;
+      sent = this.sendParts(parts);
+      if (sent < 0) return true;
     }
-    const rest = borrowed ? msg.slice(sent) : msg.subarray(sent);
-    this.out.push(rest);
-    this.backlog += rest.byteLength;
+    let total = 0;
+    for (const p of parts) total += p.byteLength;
+    if (sent === total) return true;
+    for (const p of parts) {
+      if (sent >= p.byteLength) {
+        sent -= p.byteLength;
+        continue;
+      }
+      const rest = sent > 0 ? p.subarray(sent) : p;
+      sent = 0;
+      this.out.push(rest);
+      this.backlog += rest.byteLength;
+    }
     this.watcher.start(native().READABLE | native().WRITABLE);
+    return false;
+  }
+
+  /** One sendmsg of up to MAX_PARTS parts: bytes sent (0 if the socket is full), or -1 after closing. */
+  private sendParts(parts: Uint8Array[]): number {
+    const n = native();
+    const r = n.sendMsg(this.fd, parts.length > MAX_PARTS ? parts.slice(0, MAX_PARTS) : parts, null);
+    if (r === -n.EAGAIN) return 0;
+    if (r < 0) {
+      log.warn(`display: socket write failed (${r}); display disconnected`);
+      this.close();
+      return -1;
+    }
+    return r;
   }
 
   private flushQueue(): void {
-    const n = native();
     while (this.out.length > 0) {
-      const head = this.out[0];
-      const r = n.sendMsg(this.fd, [head], null);
-      if (r === -n.EAGAIN) return;
-      if (r < 0) {
-        log.warn(`display: socket write failed (${r}); display disconnected`);
-        this.close();
-        return;
-      }
+      let r = this.sendParts(this.out);
+      if (r <= 0) return;
       this.backlog -= r;
-      if (r < head.byteLength) {
-        this.out[0] = head.subarray(r);
-        return;
+      while (r > 0) {
+        const head = this.out[0];
+        if (r < head.byteLength) {
+          this.out[0] = head.subarray(r);
+          r = 0;
+        } else {
+          r -= head.byteLength;
+          this.out.shift();
+        }
       }
-      this.out.shift();
     }
-    this.watcher.start(n.READABLE);
+    this.convertBufQueued = false;
+    this.watcher.start(native().READABLE);
     this.resendDropped();
   }
 

@@ -2,7 +2,7 @@
  * The device's fixed handle on the display: forwards to the current QEMU display socket, which
  * QEMU replaces at every start, and behaves as "no display" while there is none.
  */
-import type { DisplaySink } from '../device/display-sink.js';
+import type { DisplaySink, PixelSource } from '../device/display-sink.js';
 import type { DisplayChannel } from './display-channel.js';
 
 export class DisplayPort implements DisplaySink {
@@ -33,8 +33,8 @@ export class DisplayPort implements DisplaySink {
     this.live?.scanout(scanout, width, height);
   }
 
-  update(scanout: number, x: number, y: number, width: number, height: number, fill: (dst: Uint32Array) => void): boolean {
-    return this.live?.update(scanout, x, y, width, height, fill) ?? false;
+  update(scanout: number, x: number, y: number, width: number, height: number, src: PixelSource): boolean {
+    return this.live?.update(scanout, x, y, width, height, src) ?? false;
   }
 
   cursorUpdate(scanout: number, x: number, y: number, hotX: number, hotY: number, image: Uint32Array): void {

@@ -17,7 +17,9 @@ export const R_RING = 11;
 export const R_NENTRIES = 12;
 export const R_NSEGS = 13;
 export const R_NREAD = 14;
-export const R_ARGS = 16;
+export const R_AVAIL_POS = 15;
+export const R_AVAIL_SEEN = 16;
+export const R_ARGS = 17;
 
 export const POP_EMPTY = 0;
 export const POP_CHAIN = 1;

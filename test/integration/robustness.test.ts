@@ -152,6 +152,22 @@ describe('display', () => {
     });
   });
 
+  it('asks QEMU once for a batch of GET_DISPLAY_INFO, and again for a later one', async () => {
+    await withSession({}, async (s) => {
+      s.display.displays = [{ width: 1024, height: 768, enabled: true }];
+      const before = s.display.count(DisplayMsg.GET_DISPLAY_INFO);
+      const b = s.driver.batch();
+      for (let i = 0; i < 64; i++) b.getDisplayInfo();
+      expect(await b.submit()).toMatchObject({ count: 64, errors: 0 });
+      // All 64 were in the ring before the first request went out: one reply answers them.
+      expect(s.display.count(DisplayMsg.GET_DISPLAY_INFO) - before).toBe(1);
+      // A display change is seen by the next GET_DISPLAY_INFO submitted after the reply.
+      s.display.displays = [{ width: 800, height: 600, enabled: true }];
+      const r = await s.driver.getDisplayInfo();
+      expect(r.displays[0]).toMatchObject({ width: 800, height: 600, enabled: true });
+    });
+  });
+
   it('never forwards GET_EDID for a scanout QEMU does not have', async () => {
     await withSession({}, async (s) => {
       expect((await s.driver.getEdid(5, { timeoutMs: 1000 })).type).toBe(GpuResp.ERR_INVALID_SCANOUT_ID);

@@ -2,9 +2,9 @@ import { describe, it, expect, beforeEach } from 'vitest';
 import { Codec } from '../../src/queues/codec.js';
 import { R_SLOT } from '../../src/queues/layout.js';
 import { GpuDevice } from '../../src/device/gpu-device.js';
-import type { DisplaySink } from '../../src/device/display-sink.js';
+import type { DisplaySink, PixelSource } from '../../src/device/display-sink.js';
 import { Cmd, Resp } from '../../src/device/protocol.js';
-import { Format } from '../../src/device/formats.js';
+import { Format, convertWords } from '../../src/device/formats.js';
 import { MockRam, MockRing, request } from './mock-ring.js';
 
 interface Update { scanout: number; x: number; y: number; w: number; h: number; px: Uint32Array }
@@ -18,9 +18,9 @@ class FakeDisplay implements DisplaySink {
   edid = async (s: number) => { this.edidAsked.push(s); const b = new Uint8Array(1032); b[0] = 128; b[8] = 0; b[9] = 0xff; return b; };
   hasScanout = (s: number) => s === 0;
   scanout(s: number, w: number, h: number) { this.scanouts.push([s, w, h]); }
-  update(scanout: number, x: number, y: number, w: number, h: number, fill: (d: Uint32Array) => void) {
+  update(scanout: number, x: number, y: number, w: number, h: number, src: PixelSource) {
     const px = new Uint32Array(w * h);
-    fill(px);
+    for (let row = 0; row < h; row++) convertWords(src.swizzle, src.words, (src.y + row) * src.pitch + src.x, px, row * w, w);
     this.updates.push({ scanout, x, y, w, h, px });
     return true;
   }
