@@ -7,6 +7,9 @@ import { log } from '../log.js';
 import { Codec } from './codec.js';
 import { POP_BROKEN, POP_CHAIN, POP_EMPTY, R_SLOT, R_STATUS, CHAIN_ERRORS, BROKEN_REASONS, SETUP_ERRORS } from './layout.js';
 
+/** Chains processed per turn of the event loop. */
+const BATCH_BUDGET = 1024;
+
 export interface QueueHandler {
   /** Whether chains on this queue carry a response (control queue) or not (cursor queue). */
   readonly responds: boolean;
@@ -68,7 +71,13 @@ export class VirtQueue {
     if (this.stopped || this.waiting) return;
     const { codec, index: q } = this;
     let pushed = 0;
-    for (;;) {
+    for (let budget = BATCH_BUDGET; ; budget--) {
+      if (budget === 0) {
+        // A guest refilling the ring as fast as we drain it must not starve the other queue,
+        // the display socket or the vhost-user socket: continue after the event loop had a turn.
+        setImmediate(() => this.process());
+        break;
+      }
       const r = codec.pop(q);
       if (r === POP_EMPTY) {
         if (codec.arm(q)) continue; // buffers arrived while arming: a kick may not come
