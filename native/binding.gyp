@@ -7,12 +7,14 @@
         "src/socket.cc",
         "src/eventfd.cc",
         "src/memory.cc",
-        "src/watch.cc"
+        "src/watch.cc",
+        "src/virgl.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=9", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"],
       "cflags_cc!": ["-std=gnu++17"],
-      "cflags_cc": ["-std=c++20", "-Wall", "-Wextra", "-fno-exceptions"]
+      "cflags_cc": ["-std=c++20", "-Wall", "-Wextra", "-fno-exceptions"],
+      "libraries": ["-ldl"]
     }
   ]
 }

@@ -1,6 +1,7 @@
 /**
  * Typed loader for the native addon (native/). The addon does only what JS cannot: unix sockets
- * with fd passing, mmap, memfd, eventfd and fd readiness on the libuv loop.
+ * with fd passing, mmap, memfd, eventfd, fd readiness on the libuv loop, and the renderer
+ * libraries loaded at run time (virglrenderer).
  *
  * Conventions: every function is synchronous and never throws for an OS error; it returns a
  * negative errno instead (e.g. -11 for EAGAIN). It throws a TypeError only for wrong argument
@@ -22,6 +23,57 @@ export interface MapHandle {
   readonly addr: bigint;
   readonly size: number;
 }
+
+/** Result of virglLoad(). */
+export type VirglLoadResult =
+  | {
+      readonly ok: true;
+      /** The file actually loaded (symlinks resolved). */
+      readonly path: string;
+      /**
+       * virglrenderer has no version call: this is the file's version suffix (libtool numbering),
+       * e.g. "1.7.7" for release 0.10.4 (Debian 12). null if it cannot be told.
+       */
+      readonly version: string | null;
+      /** Optional/newer entry points present, by C name (e.g. "virgl_renderer_context_create_fence"). */
+      readonly optional: readonly string[];
+    }
+  | { readonly ok: false; readonly error: string };
+
+/** virgl_renderer_resource_get_info(). */
+export interface VirglResourceInfo {
+  /** virgl (Gallium) format number; the virtio formats are a subset. */
+  readonly format: number;
+  readonly width: number;
+  readonly height: number;
+  readonly depth: number;
+  /** Bit 0: Y_0_TOP. */
+  readonly flags: number;
+  /** Bytes per row of level 0 (tightly packed). */
+  readonly stride: number;
+  /** GL texture name in virglrenderer's context. */
+  readonly texId: number;
+  /** DRM fourcc (0 if none). */
+  readonly drmFourcc: number;
+}
+
+/** virgl_renderer_init flags (virglrenderer.h; 1<<5..1<<10 are "unstable" in 0.10.4). */
+export const VirglFlags = {
+  USE_EGL: 1 << 0,
+  THREAD_SYNC: 1 << 1,
+  USE_GLX: 1 << 2,
+  USE_SURFACELESS: 1 << 3,
+  USE_GLES: 1 << 4,
+  USE_EXTERNAL_BLOB: 1 << 5,
+  VENUS: 1 << 6,
+  NO_VIRGL: 1 << 7,
+  ASYNC_FENCE_CB: 1 << 8,
+  RENDER_SERVER: 1 << 9,
+  DRM: 1 << 10,
+} as const;
+
+/** ringIdx that virglTakeFences() reports for global (ctx 0, write_fence) fences. */
+export const VIRGL_GLOBAL_RING = 0xffffffff;
 
 export interface NativeAddon {
   // --- unix sockets ---
@@ -84,6 +136,120 @@ export interface NativeAddon {
    */
   watch(fd: number, cb: (events: number) => void): FdWatcher | number;
 
+  // --- virglrenderer (native/src/virgl.cc) ---
+  // The library is process-global and bound to the thread that called virglInit(): every other
+  // call must come from that thread (-EPERM otherwise; -ENODEV before init/after cleanup). Results
+  // are 0 / positive or -errno (virglrenderer's own codes are normalised to negative). Ids are u32;
+  // 0 is refused where virtio says it is invalid. A virgl context that decodes a malformed command
+  // stream may be marked "in error" by virglrenderer and then silently ignore later submits.
+
+  /**
+   * dlopen(path ?? "libvirglrenderer.so.1") and resolve the required entry points. Once loaded, later
+   * calls return the same result (the library is never unloaded) and ignore `path`.
+   */
+  virglLoad(path: string | null): VirglLoadResult;
+  /**
+   * virgl_renderer_init(cookie, flags, callbacks v3 with write_fence + write_context_fence; GL
+   * callbacks NULL, so virglrenderer makes its own EGL context). Here (no /dev/dri) use
+   * USE_EGL | USE_SURFACELESS [| USE_GLES]. -EBUSY if already initialised (one per process),
+   * -ENODEV if not loaded, -EIO when virglrenderer refuses (it says only -1: e.g. no EGL display).
+   * If the owning thread's JS environment is torn down without virglCleanup(), cleanup runs then.
+   */
+  virglInit(flags: number): number;
+  /** virgl_renderer_cleanup(); drops all contexts/resources and releases attached iovecs. 0 or -errno. */
+  virglCleanup(): number;
+  /** [maxVersion, maxSize] of a capset; [0, 0] if unknown (or not initialised / wrong thread). */
+  virglGetCapset(set: number): [maxVersion: number, maxSize: number];
+  /** Fill `out` (>= maxSize bytes) with the capset: maxSize, or -EINVAL (unknown set/version, small buffer). */
+  virglFillCaps(set: number, version: number, out: Uint8Array): number;
+  /**
+   * Create context ctxId (>= 1). capsetId 0 → context_create (virgl), else
+   * context_create_with_flags(capsetId & 0xff) (-ENOSYS if the library lacks it). `name` is
+   * truncated to 64 bytes. Note virglrenderer returns 0 for an id that already exists with the
+   * same capset.
+   */
+  virglContextCreate(ctxId: number, capsetId: number, name: string): number;
+  virglContextDestroy(ctxId: number): number;
+  /** Make a resource visible to a context (CTX_ATTACH_RESOURCE). 0 or -EINVAL (ids). */
+  virglCtxAttachResource(ctxId: number, resId: number): number;
+  virglCtxDetachResource(ctxId: number, resId: number): number;
+  /**
+   * Submit a virgl command stream to a context. cmds.byteLength must be a multiple of 4 (copied to
+   * an aligned buffer if cmds is not 4-byte aligned); at most 64 MiB. virglrenderer returns
+   * -EINVAL for some malformed streams and 0 for others (then the context may be "in error").
+   */
+  virglSubmit(ctxId: number, cmds: Uint8Array): number;
+  /**
+   * virgl_renderer_resource_create without iovecs. args (11 u32): handle, target, format, bind,
+   * width, height, depth, array_size, last_level, nr_samples, flags (bit 0 Y_0_TOP). -EEXIST if the
+   * id is live (virglrenderer itself would answer 0), -EINVAL for what virglrenderer refuses
+   * (unknown format, size above the GL limits, ...).
+   */
+  virglResourceCreate(args: Uint32Array): number;
+  /** Detaches (and frees) the backing if any, then unrefs. 0, or -EINVAL for an unknown id. */
+  virglResourceUnref(resId: number): number;
+  /**
+   * Attach backing: iov = [addr0, len0, addr1, len1, ...] absolute host addresses, each range
+   * inside one live mapping made by mmap() (else -EFAULT), lengths > 0, at most 16384 entries.
+   * virglrenderer keeps the iovec array: the addon owns it and pins the mappings (an unmap()
+   * meanwhile defers the munmap) until virglDetachIov/virglResourceUnref/virglCleanup.
+   * -EBUSY if a backing is already attached; -EINVAL if virglrenderer refuses (unknown resource).
+   */
+  virglAttachIov(resId: number, iov: BigUint64Array): number;
+  /** Detach and release the backing. -EINVAL if none is attached. */
+  virglDetachIov(resId: number): number;
+  /**
+   * TRANSFER_TO_HOST_3D 1:1 (transfer_write_iov with iov NULL: from the attached backing;
+   * -EINVAL if none). box = [x, y, z, w, h, d]; offset = byte offset in the backing of the box
+   * origin. ctxId 0 = no context (as QEMU does for 2D).
+   */
+  virglTransferWrite(resId: number, ctxId: number, level: number, stride: number, layerStride: number, box: Uint32Array, offset: number): number;
+  /** TRANSFER_FROM_HOST_3D 1:1 (into the attached backing). Same arguments as virglTransferWrite. */
+  virglTransferRead(resId: number, ctxId: number, level: number, stride: number, layerStride: number, box: Uint32Array, offset: number): number;
+  /**
+   * Read rectangle box = [x, y, 0, w, h, 1] of level 0 of a 4-byte-per-pixel (scanout format)
+   * resource into dst: pixel (x, y) at dst[0], rows dstStride apart, bytes in the format's
+   * memory order (B8G8R8A8: B, G, R, A). Rows come in transfer order: row r is what a guest
+   * TRANSFER_FROM_HOST_3D would put in row r of its backing (so for QEMU-style 2D resources,
+   * Y_0_TOP + TRANSFER_TO_HOST_2D, row 0 is the top). GPU rendering (blit/draw y) lands in row
+   * height-1-y of a Y_0_TOP resource and in row y of one without the flag: show Y_0_TOP resources
+   * as is and flip the others (QEMU's rule for scanout textures).
+   * 0, or -EINVAL for a box outside the resource, a non-scanout format, a short dst or stride.
+   */
+  virglReadback(resId: number, box: Uint32Array, dst: Uint8Array, dstStride: number): number;
+  /** virgl_renderer_resource_get_info, or -errno (-EINVAL: unknown resource). */
+  virglResourceGetInfo(resId: number): VirglResourceInfo | number;
+  /**
+   * Global (ctx 0 timeline) fence: fenceId is 32-bit (virglrenderer's limit); reported by
+   * virglTakeFences() as (0, VIRGL_GLOBAL_RING, fenceId) once everything submitted before it is
+   * done. One poll reports only the newest retired id: treat it as "every fence <= id is done".
+   */
+  virglCreateFence(fenceId: number, ctxId: number): number;
+  /**
+   * Per-context fence on (ctxId, ringIdx < 64); flags: 1 = MERGEABLE. Reported as
+   * (ctxId, ringIdx, fenceId). -ENOSYS if the library lacks it. virglrenderer 0.10.4 accepts
+   * only ring 0 for virgl contexts (-EINVAL otherwise).
+   */
+  virglContextCreateFence(ctxId: number, flags: number, ringIdx: number, fenceId: bigint): number;
+  /**
+   * virgl_renderer_poll(): retire finished fences (their callbacks run inside this call, on this
+   * thread, without THREAD_SYNC). A no-op when not initialised / from another thread.
+   */
+  virglPoll(): void;
+  /** virgl_renderer_context_poll(ctxId) (non-virgl context types). 0, or -ENOSYS if missing. */
+  virglContextPoll(ctxId: number): number;
+  /**
+   * virgl_renderer_get_poll_fd(): an fd (owned by virglrenderer: do not close) that becomes
+   * readable when virglPoll() has work, or -ENOENT when there is none (without THREAD_SYNC:
+   * then call virglPoll() on a timer while fences are pending).
+   */
+  virglPollFd(): number;
+  /**
+   * Fences signalled since the last call, as (ctxId, ringIdx, fenceId) triples, in signal order.
+   * Callable from any thread (the queue has its own lock).
+   */
+  virglTakeFences(): BigUint64Array;
+
   readonly READABLE: number; // = UV_READABLE
   readonly WRITABLE: number; // = UV_WRITABLE
   readonly POLLIN: number;
@@ -110,9 +276,10 @@ export function native(): NativeAddon {
 /** Human-readable name for a negative errno returned by the addon. */
 export function errnoName(code: number): string {
   const names: Record<number, string> = {
-    1: 'EPERM', 2: 'ENOENT', 4: 'EINTR', 9: 'EBADF', 11: 'EAGAIN', 12: 'ENOMEM', 13: 'EACCES',
-    14: 'EFAULT', 17: 'EEXIST', 22: 'EINVAL', 24: 'EMFILE', 32: 'EPIPE', 98: 'EADDRINUSE',
-    104: 'ECONNRESET', 107: 'ENOTCONN', 111: 'ECONNREFUSED',
+    1: 'EPERM', 2: 'ENOENT', 4: 'EINTR', 5: 'EIO', 9: 'EBADF', 11: 'EAGAIN', 12: 'ENOMEM',
+    13: 'EACCES', 14: 'EFAULT', 16: 'EBUSY', 17: 'EEXIST', 19: 'ENODEV', 22: 'EINVAL', 24: 'EMFILE',
+    32: 'EPIPE', 38: 'ENOSYS', 98: 'EADDRINUSE', 104: 'ECONNRESET', 107: 'ENOTCONN',
+    111: 'ECONNREFUSED',
   };
   return names[-code] ?? `errno ${-code}`;
 }

@@ -89,11 +89,18 @@ inline bool InRange(int64_t off, int64_t len, uint64_t size) {
          static_cast<uint64_t>(len) <= size - static_cast<uint64_t>(off);
 }
 
+// Pins the live mapping (made by mmap()) that holds all of [addr, addr+len): it stays mapped until
+// UnpinRange, even if unmap() is called meanwhile. For host addresses handed to a library that
+// keeps them (virgl iovecs). Null if no single live mapping holds the range. Thread-safe.
+const void* PinRange(uint64_t addr, uint64_t len);
+void UnpinRange(const void* pin);
+
 // Registration, one per source file.
 void InitSocket(Napi::Env env, Napi::Object exports);
 void InitEventfd(Napi::Env env, Napi::Object exports);
 void InitMemory(Napi::Env env, Napi::Object exports);
 void InitWatch(Napi::Env env, Napi::Object exports);
+void InitVirgl(Napi::Env env, Napi::Object exports);
 
 inline void SetFn(Napi::Env env, Napi::Object exports, const char* name, Napi::Function::Callback fn) {
   exports.Set(name, Napi::Function::New(env, fn, name));

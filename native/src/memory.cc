@@ -39,6 +39,18 @@ void Release(Mapping* m) {
 
 void FinalizeView(napi_env, void*, void* hint) { Release(static_cast<Mapping*>(hint)); }
 
+// The live mapping holding [addr, addr+len) (len may be 0), with one more reference taken; null
+// if none holds the whole range. Caller holds g_mutex.
+Mapping* RefRangeLocked(uint64_t addr, uint64_t len) {
+  auto it = g_live.upper_bound(addr);  // the last mapping starting at or before addr
+  if (it == g_live.begin()) return nullptr;
+  Mapping* m = (--it)->second;
+  uint64_t rel = addr - m->base;  // addr >= base here
+  if (rel > m->size || len > m->size - rel) return nullptr;
+  m->refs++;
+  return m;
+}
+
 // A BigInt address argument. False = TypeError thrown; a negative or >64-bit value becomes 0.
 bool ArgAddr(const Napi::CallbackInfo& info, size_t i, uintptr_t* out) {
   if (!info[i].IsBigInt()) return ThrowType(info.Env(), "addr must be a bigint");
@@ -107,22 +119,13 @@ Napi::Value View(const Napi::CallbackInfo& info) {
   if (!ArgAddr(info, 0, &addr) || !ArgIndex(info, 1, &offset) || !ArgIndex(info, 2, &len)) return {};
   if (offset < 0 || len <= 0 || static_cast<uint64_t>(len) > kMaxView) return Err(env, EINVAL);
 
-  Mapping* m = nullptr;
-  uintptr_t start = 0;
+  // addr may point anywhere inside a mapping; only the resulting range matters.
+  uintptr_t start = addr + static_cast<uint64_t>(offset);
+  if (start < addr) return Err(env, EINVAL);
+  Mapping* m;
   {
     std::lock_guard<std::mutex> lock(g_mutex);
-    // addr may point anywhere inside a mapping: find the last one starting at or before it.
-    auto it = g_live.upper_bound(addr);
-    if (it != g_live.begin()) {
-      Mapping* c = (--it)->second;
-      uint64_t rel = addr - c->base;  // addr >= base here
-      if (rel <= c->size && static_cast<uint64_t>(offset) <= c->size - rel &&
-          static_cast<uint64_t>(len) <= c->size - rel - offset) {
-        m = c;
-        m->refs++;
-        start = addr + offset;
-      }
-    }
+    m = RefRangeLocked(start, static_cast<uint64_t>(len));
   }
   if (m == nullptr) return Err(env, EINVAL);
 
@@ -165,6 +168,14 @@ Napi::Value Copy(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace
+
+const void* PinRange(uint64_t addr, uint64_t len) {
+  if (addr + len < addr) return nullptr;
+  std::lock_guard<std::mutex> lock(g_mutex);
+  return RefRangeLocked(addr, len);
+}
+
+void UnpinRange(const void* pin) { Release(static_cast<Mapping*>(const_cast<void*>(pin))); }
 
 void InitMemory(Napi::Env env, Napi::Object exports) {
   SetFn(env, exports, "memfdCreate", MemfdCreate);
