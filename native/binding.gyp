@@ -4,6 +4,7 @@
       "target_name": "vhost_gpu_native",
       "sources": [
         "src/module.cc",
+        "src/gather.cc",
         "src/socket.cc",
         "src/eventfd.cc",
         "src/memory.cc",

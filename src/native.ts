@@ -126,6 +126,13 @@ export interface NativeAddon {
   view(addr: bigint, offset: number, len: number): ArrayBuffer | number;
   /** Drop the mapping's own reference (see view). 0 or -errno (-EINVAL if unknown or already unmapped). */
   unmap(addr: bigint): number;
+  /**
+   * Gather rows from scattered guest memory: row r is bytes [srcOff + r*srcStride, +rowBytes) of
+   * the buffer formed by `segs` ([hostAddr, len] pairs inside live mappings, pinned while copying),
+   * written to dst at dstOff + r*dstStride. 0, -EINVAL (ranges) or -EFAULT (a segment not mapped).
+   */
+  gatherRows(dst: Uint8Array, dstOff: number, dstStride: number, rowBytes: number, rows: number,
+    segs: Float64Array, srcOff: number, srcStride: number): number;
   /** Copy len bytes between two views (memmove): for large bulk copies. 0 or -EINVAL on a bad range. */
   copy(dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, len: number): number;
 

@@ -100,6 +100,7 @@ void InitSocket(Napi::Env env, Napi::Object exports);
 void InitEventfd(Napi::Env env, Napi::Object exports);
 void InitMemory(Napi::Env env, Napi::Object exports);
 void InitWatch(Napi::Env env, Napi::Object exports);
+void InitGather(Napi::Env env, Napi::Object exports);
 void InitVirgl(Napi::Env env, Napi::Object exports);
 
 inline void SetFn(Napi::Env env, Napi::Object exports, const char* name, Napi::Function::Callback fn) {

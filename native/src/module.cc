@@ -13,6 +13,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitEventfd(env, exports);
   InitMemory(env, exports);
   InitWatch(env, exports);
+  InitGather(env, exports);
   InitVirgl(env, exports);
 
   const std::pair<const char*, int> constants[] = {

@@ -39,7 +39,7 @@ export class GpuBackend implements VhostUserBackend {
         return self.memory?.generation ?? -1;
       },
       translate: (gpa, len, each) => this.codecs[CONTROL_QUEUE].translate(gpa, len, each),
-      chunkBytes: (chunk) => this.memory!.chunks[chunk].bytes,
+      chunkHost: (chunk) => this.memory!.chunks[chunk].host,
     };
     this.device = new GpuDevice({ maxHostMemory: opts.maxHostMemory, display: this.port, memory: access });
   }

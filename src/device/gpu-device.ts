@@ -221,13 +221,9 @@ export class GpuDevice {
       throw new GpuError('param', `transfer reads backing up to ${lastEnd} but it has ${backing.length} bytes`);
     }
     const dstAt = r.y * res.stride + r.x * BYTES_PER_PIXEL;
-    if (r.width === res.width) {
-      backing.read(this.memory, offset, res.pixels, dstAt, res.stride * r.height);
-      return;
-    }
-    for (let h = 0; h < r.height; h++) {
-      backing.read(this.memory, offset + res.stride * h, res.pixels, dstAt + res.stride * h, rowBytes);
-    }
+    // Full-width rows are contiguous on both sides: one row of stride*height bytes.
+    if (r.width === res.width) backing.readRows(this.memory, offset, 0, res.pixels, dstAt, 0, res.stride * r.height, 1);
+    else backing.readRows(this.memory, offset, res.stride, res.pixels, dstAt, res.stride, rowBytes, r.height);
   }
 
   /** Forget the cached display info once a chain past its window is executed (and before u16 wrap). */

@@ -17,6 +17,8 @@ export interface RegionDesc {
 export interface Chunk {
   gpa: bigint;
   len: number;
+  /** Host address of the chunk's first byte (user-space addresses fit a double exactly). */
+  host: number;
   bytes: Uint8Array;
   view: DataView;
 }
@@ -108,7 +110,8 @@ export class GuestMemory {
         const ab = native().view(r.map.addr, base + at, len);
         if (typeof ab === 'number') throw new GuestMemoryError(`cannot view guest memory: ${errnoName(ab)}`);
         const bytes = new Uint8Array(ab);
-        chunks.push({ gpa: r.guestPhysAddr + BigInt(at), len, bytes, view: new DataView(ab) });
+        const host = Number(r.map.addr) + base + at;
+        chunks.push({ gpa: r.guestPhysAddr + BigInt(at), len, host, bytes, view: new DataView(ab) });
       }
     }
     this.chunkList = chunks;

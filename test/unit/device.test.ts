@@ -41,7 +41,7 @@ describe('2D device', () => {
     dev = new GpuDevice({
       maxHostMemory: 4 << 20,
       display,
-      memory: { generation: 1, translate: (g, l, e) => codec.translate(g, l, e), chunkBytes: (c) => ram.chunks[c].bytes },
+      memory: { generation: 1, translate: (g, l, e) => codec.translate(g, l, e), chunkHost: (c) => ram.chunks[c].host },
     });
     dev.setAckedFeatures(GpuDevice.features());
   });

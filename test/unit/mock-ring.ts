@@ -3,6 +3,7 @@
  * is an ArrayBuffer split into chunks, the codec sees it through a GuestMemory-shaped object.
  */
 import { Codec } from '../../src/queues/codec.js';
+import { native } from '../../src/native.js';
 import type { GuestMemory, Chunk } from '../../src/transport/guest-memory.js';
 
 export const F_NEXT = 1, F_WRITE = 2, F_INDIRECT = 4;
@@ -15,8 +16,15 @@ export class MockRam {
   constructor(readonly base = 0x1_0000_0000n, sizes: number[] = [1 << 20]) {
     let at = base;
     for (const len of sizes) {
-      const ab = new ArrayBuffer(len);
-      this.chunks.push({ gpa: at, len, bytes: new Uint8Array(ab), view: new DataView(ab) });
+      // Real mappings (memfd + mmap), as the daemon has: the addon's bulk copies check them.
+      const n = native();
+      const fd = n.memfdCreate('mock-ram', len);
+      const map = n.mmap(fd, len, 0);
+      n.close(fd);
+      if (typeof map === 'number') throw new Error(`mmap: ${map}`);
+      const ab = n.view(map.addr, 0, len);
+      if (typeof ab === 'number') throw new Error(`view: ${ab}`);
+      this.chunks.push({ gpa: at, len, host: Number(map.addr), bytes: new Uint8Array(ab), view: new DataView(ab) });
       at += BigInt(len);
     }
     this.next = base;

@@ -253,6 +253,43 @@ describe('memory', () => {
   });
 });
 
+describe('gatherRows', () => {
+  function mapped(len: number): { host: number; bytes: Uint8Array } {
+    const fd = n.memfdCreate('gather', len);
+    const map = n.mmap(fd, len, 0);
+    n.close(fd);
+    if (typeof map === 'number') throw new Error(`mmap ${map}`);
+    const ab = n.view(map.addr, 0, len);
+    if (typeof ab === 'number') throw new Error(`view ${ab}`);
+    return { host: Number(map.addr), bytes: new Uint8Array(ab) };
+  }
+
+  it('copies rows across scattered segments', () => {
+    const m = mapped(4096);
+    m.bytes.forEach((_, i) => (m.bytes[i] = i & 0xff));
+    // Backing = bytes 1000..1009 then 100..119 of the mapping (30 bytes).
+    const segs = new Float64Array([m.host + 1000, 10, m.host + 100, 20]);
+    const dst = new Uint8Array(32);
+    // 3 rows of 6 bytes, backing stride 8, dst stride 10, starting at backing offset 4.
+    expect(n.gatherRows(dst, 1, 10, 6, 3, segs, 4, 8)).toBe(0);
+    const backing = [...Array(10).keys()].map((i) => (1000 + i) & 0xff).concat([...Array(20).keys()].map((i) => 100 + i));
+    for (let r = 0; r < 3; r++) expect([...dst.subarray(1 + r * 10, 7 + r * 10)]).toEqual(backing.slice(4 + r * 8, 10 + r * 8));
+  });
+
+  it('refuses ranges past either end and segments outside any mapping', () => {
+    const m = mapped(4096);
+    const segs = new Float64Array([m.host, 64]);
+    const dst = new Uint8Array(64);
+    expect(n.gatherRows(dst, 0, 0, 65, 1, segs, 0, 0)).toBe(-n.EINVAL); // source too short
+    expect(n.gatherRows(dst, 8, 0, 60, 1, segs, 0, 0)).toBe(-n.EINVAL); // destination too short
+    expect(n.gatherRows(dst, 0, 32, 16, 3, segs, 0, 16)).toBe(-n.EINVAL); // third row past dst
+    expect(n.gatherRows(dst, 0, 0, 8, 1, new Float64Array([0x1000, 64]), 0, 0)).toBe(-14); // EFAULT
+    expect(n.gatherRows(dst, 0, 0, 8, 1, new Float64Array([m.host + 4000, 200]), 0, 0)).toBe(-14);
+    expect(n.gatherRows(dst, 0, 0, 8, 1, new Float64Array([m.host, -1]), 0, 0)).toBe(-14);
+    expect(() => n.gatherRows(dst, 0, 0, 8, 1, [m.host, 8] as never, 0, 0)).toThrow(TypeError);
+  });
+});
+
 describe('eventfd', () => {
   it('reads, writes and reports EAGAIN', () => {
     const fd = n.eventfd(0, true);
