@@ -94,6 +94,8 @@ inline bool InRange(int64_t off, int64_t len, uint64_t size) {
 // keeps them (virgl iovecs). Null if no single live mapping holds the range. Thread-safe.
 const void* PinRange(uint64_t addr, uint64_t len);
 void UnpinRange(const void* pin);
+// The whole address range of the mapping behind a pin (so one pin can cover many ranges).
+void PinnedBounds(const void* pin, uint64_t* lo, uint64_t* hi);
 
 // Registration, one per source file.
 void InitSocket(Napi::Env env, Napi::Object exports);

@@ -1,6 +1,6 @@
 // Bulk copy from scattered guest memory into a host buffer: the rows of a TRANSFER_TO_HOST_2D
 // in one call. The source is a guest backing resolved to host addresses (segments inside addon
-// mappings); every segment is pinned while copying, so an unmap meanwhile cannot fault us.
+// mappings); what the rows touch is pinned while copying, so an unmap meanwhile cannot fault us.
 #include <cstring>
 #include <vector>
 
@@ -35,41 +35,36 @@ Napi::Value GatherRows(const Napi::CallbackInfo& info) {
   const double lastDst = static_cast<double>(dstOff) + static_cast<double>(dstStride) * (rows - 1) + rowBytes;
   if (lastDst > static_cast<double>(dstLen)) return Err(env, EINVAL);
 
-  // Source segments: validate, pin, and note where each starts in the backing.
+  // Source segments: check their numbers and note where each starts in the backing. Pinning
+  // happens below, lazily, for the segments the rows touch (one pin covers a whole mapping).
   std::vector<uint64_t> start(nsegs + 1);
-  std::vector<const void*> pins;
   uint64_t total = 0;
-  bool bad = false;
   for (size_t i = 0; i < nsegs; i++) {
     double a = segs[2 * i], l = segs[2 * i + 1];
     if (!(a >= 0 && a <= kMaxSafe && l >= 0 && l <= kMaxSafe) || a != static_cast<double>(static_cast<uint64_t>(a)) ||
-        l != static_cast<double>(static_cast<uint64_t>(l))) {
-      bad = true;
-      break;
-    }
+        l != static_cast<double>(static_cast<uint64_t>(l)))
+      return Err(env, EFAULT);
     start[i] = total;
     total += static_cast<uint64_t>(l);
-    if (l == 0) continue;
-    const void* pin = PinRange(static_cast<uint64_t>(a), static_cast<uint64_t>(l));
-    if (pin == nullptr) {
-      bad = true;
-      break;
-    }
-    pins.push_back(pin);
   }
   start[nsegs] = total;
+  const double lastSrc = static_cast<double>(srcOff) + static_cast<double>(srcStride) * (rows - 1) + rowBytes;
+  if (lastSrc > static_cast<double>(total)) return Err(env, EINVAL);
+
+  std::vector<const void*> pins;
+  uint64_t pinLo = 1, pinHi = 0;  // bounds of the mapping pinned last (empty at first)
   auto unpinAll = [&]() {
     for (const void* p : pins) UnpinRange(p);
   };
-  if (bad) {
-    unpinAll();
-    return Err(env, EFAULT);
-  }
-  const double lastSrc = static_cast<double>(srcOff) + static_cast<double>(srcStride) * (rows - 1) + rowBytes;
-  if (lastSrc > static_cast<double>(total)) {
-    unpinAll();
-    return Err(env, EINVAL);
-  }
+  // Make sure [a, a+n) is inside a pinned mapping; false if no live mapping holds it.
+  auto covered = [&](uint64_t a, uint64_t n) {
+    if (a >= pinLo && a + n <= pinHi && a + n >= a) return true;
+    const void* pin = PinRange(a, n);
+    if (pin == nullptr) return false;
+    pins.push_back(pin);
+    PinnedBounds(pin, &pinLo, &pinHi);
+    return true;
+  };
 
   size_t seg = 0;
   for (int64_t r = 0; r < rows; r++) {
@@ -83,7 +78,12 @@ Napi::Value GatherRows(const Napi::CallbackInfo& info) {
       uint64_t in = from - start[seg];
       uint64_t avail = start[seg + 1] - start[seg] - in;
       uint64_t n = left < avail ? left : avail;
-      std::memcpy(out, reinterpret_cast<const void*>(static_cast<uintptr_t>(segs[2 * seg]) + in), n);
+      uint64_t srcAddr = static_cast<uint64_t>(segs[2 * seg]) + in;
+      if (!covered(srcAddr, n)) {
+        unpinAll();
+        return Err(env, EFAULT);
+      }
+      std::memcpy(out, reinterpret_cast<const void*>(static_cast<uintptr_t>(srcAddr)), n);
       out += n;
       from += n;
       left -= n;

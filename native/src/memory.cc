@@ -177,6 +177,12 @@ const void* PinRange(uint64_t addr, uint64_t len) {
 
 void UnpinRange(const void* pin) { Release(static_cast<Mapping*>(const_cast<void*>(pin))); }
 
+void PinnedBounds(const void* pin, uint64_t* lo, uint64_t* hi) {
+  const Mapping* m = static_cast<const Mapping*>(pin);
+  *lo = m->base;
+  *hi = m->base + m->size;
+}
+
 void InitMemory(Napi::Env env, Napi::Object exports) {
   SetFn(env, exports, "memfdCreate", MemfdCreate);
   SetFn(env, exports, "fdSize", FdSize);

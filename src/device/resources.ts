@@ -39,17 +39,27 @@ export class Resource2D {
   /** Scanouts showing this resource (bit i = scanout i). */
   scanoutMask = 0;
   readonly stride: number;
-  readonly pixels: Uint8Array;
-  readonly words: Uint32Array;
+  private storage: Uint32Array | null = null;
 
   constructor(readonly id: number, readonly format: number, readonly width: number, readonly height: number) {
     this.stride = width * BYTES_PER_PIXEL;
-    this.pixels = new Uint8Array(this.stride * height);
-    this.words = new Uint32Array(this.pixels.buffer);
+  }
+
+  /**
+   * The pixels, allocated on first use: the budget is charged at creation, but a resource that
+   * is never written or shown costs no page faults (as calloc'd memory in a C backend).
+   */
+  get words(): Uint32Array {
+    return (this.storage ??= new Uint32Array(this.width * this.height));
+  }
+
+  get pixels(): Uint8Array {
+    const w = this.words;
+    return new Uint8Array(w.buffer, w.byteOffset, w.byteLength);
   }
 
   get charge(): number {
-    return this.pixels.byteLength + RESOURCE_OVERHEAD;
+    return this.stride * this.height + RESOURCE_OVERHEAD;
   }
 }
 
@@ -80,13 +90,7 @@ export class ResourceTable {
     }
     const bytes = width * height * BYTES_PER_PIXEL + RESOURCE_OVERHEAD;
     this.budget.reserve(bytes, `resource ${id} (${width}x${height})`);
-    let r: Resource2D;
-    try {
-      r = new Resource2D(id, format, width, height);
-    } catch {
-      this.budget.release(bytes);
-      throw new GpuError('oom', `cannot allocate ${bytes} bytes for resource ${id}`);
-    }
+    const r = new Resource2D(id, format, width, height);
     this.map.set(id, r);
     return r;
   }

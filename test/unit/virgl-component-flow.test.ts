@@ -1,0 +1,191 @@
+// VirglComponent under pressure and failure: full rings in both directions, chunked commands,
+// failed commands, destroyed contexts, a dying worker, fence polling without THREAD_SYNC. Needs
+// the compiled worker (see virgl-component.test.ts). virglrenderer is process-global: one
+// component at a time, tests in order.
+import { afterAll, describe, expect, it } from 'vitest';
+import { native, VirglFlags } from '../../src/native.js';
+import { VirglComponent, type VirglOpError } from '../../src/renderers/virgl/component.js';
+import { backing, BGRA, clear, tex2d } from './virgl-helpers.js';
+
+const n = native();
+const ENODEV = -19, EINVAL = -22, ECANCELED = -125;
+const W = 64, H = 32;
+
+let open: VirglComponent | null = null;
+afterAll(async () => {
+  await open?.close();
+});
+
+describe('back-pressure', () => {
+  it('tiny rings: thousands of commands, big chunked submits and backings still complete in order', async () => {
+    const errors: VirglOpError[] = [];
+    const c = (open = await VirglComponent.start({
+      capsets: ['virgl'], commandRingBytes: 1024, completionRingBytes: 4096, onError: (e) => errors.push(e),
+    }));
+    c.createContext(1, 0, 'tiny');
+    c.createResource(tex2d(10, W, H));
+    c.attachResource(1, 10);
+    let maxBacklog = 0;
+    const fences: Promise<number>[] = [];
+    const readbacks: Promise<number>[] = [];
+    for (let i = 0; i < 2000; i++) {
+      c.submit(1, clear(10, [(i % 256) / 255, 0, 0, 1]));
+      fences.push(c.fence(i % 2 ? 1 : 0));
+      if (i % 10 === 0) readbacks.push(c.readback(10, { x: 0, y: 0, width: 1, height: 1 }, false, { offset: 4 * (i / 10), stride: 4 }));
+      maxBacklog = Math.max(maxBacklog, c.backlog.messages);
+    }
+    // A stream larger than one ring message (NOPs, then a clear): split and reassembled.
+    const big = new Uint8Array(5000 * 4 + 0);
+    const last = clear(10, [0, 1, 1, 1]);
+    const stream = new Uint8Array(big.length + last.length);
+    stream.set(last, big.length);
+    c.submit(1, stream);
+    // A backing of one row in 4-byte segments (64 of them): more than one message, chunked too.
+    const { m, bytes } = backing(W * 4 * 2);
+    const segs = new Float64Array(2 * (W * 4 / 4));
+    for (let i = 0; i < segs.length / 2; i++) [segs[2 * i], segs[2 * i + 1]] = [Number(m.addr) + 4 * i, 4];
+    c.attachBacking(10, segs);
+    c.transferRead(10, 1, 0, W * 4, 0, [0, 0, 0, W, 1, 1], 0);
+    const lastFence = c.fence(1);
+    expect(maxBacklog).toBeGreaterThan(100);
+    expect(new Set(await Promise.all(fences))).toEqual(new Set([0]));
+    expect(new Set(await Promise.all(readbacks))).toEqual(new Set([0]));
+    expect(await lastFence).toBe(0);
+    expect(c.backlog).toEqual({ messages: 0, bytes: 0 });
+    // Readback i/10 saw clear i exactly (red channel = i % 256): commands ran in order.
+    const rb = new Uint8Array(c.readbackBuffer);
+    for (let k = 0; k < 200; k++) expect(rb[4 * k + 2], `readback ${k}`).toBe((k * 10) % 256);
+    expect([...bytes.subarray(0, 4)]).toEqual(BGRA(0, 1, 1));
+    expect([...bytes.subarray(W * 4 - 4, W * 4)]).toEqual(BGRA(0, 1, 1));
+    expect(errors).toEqual([]);
+    await c.close();
+    n.unmap(m.addr);
+    open = null;
+  });
+});
+
+describe('completion back-pressure', () => {
+  it('a full completion ring delays completions without losing or reordering them', async () => {
+    // One batch of 1500 readbacks: 1500 completions of 16 bytes, the ring holds 256.
+    const c = (open = await VirglComponent.start({ capsets: ['virgl'], completionRingBytes: 4096 }));
+    c.createContext(1, 0, 'burst');
+    c.createResource(tex2d(10, 4, 4));
+    c.attachResource(1, 10);
+    const order: number[] = [];
+    const all: Promise<number>[] = [];
+    for (let i = 0; i < 1500; i++) {
+      if (i % 500 === 0) c.submit(1, clear(10, [i / 1500, 0, 0, 1]));
+      all.push(c.readback(10, { x: 0, y: 0, width: 1, height: 1 }, false, { offset: 4 * i, stride: 4 }).then((s) => (order.push(i), s)));
+      if (i % 3 === 0) all.push(c.fence(i % 2 ? 1 : 0));
+    }
+    expect(new Set(await Promise.all(all))).toEqual(new Set([0]));
+    expect(order).toEqual([...order].sort((a, b) => a - b));
+    const rb = new Uint8Array(c.readbackBuffer);
+    expect([rb[2], rb[4 * 499 + 2], rb[4 * 500 + 2], rb[4 * 1499 + 2]]).toEqual([0, 0, 85, 170]);
+    await c.close();
+    open = null;
+  });
+});
+
+describe('failures', () => {
+  it('reports failed commands with their tag and ids', async () => {
+    const errors: VirglOpError[] = [];
+    const c = (open = await VirglComponent.start({ capsets: ['virgl'], onError: (e) => errors.push(e) }));
+    const tag = c.createResource(tex2d(0, 4, 4)); // id 0
+    const tag2 = c.unrefResource(78);
+    const tag3 = c.submit(1, new Uint8Array(6)); // no context, and not a multiple of 4
+    expect(await c.fence(0)).toBe(0);
+    expect(errors).toEqual([
+      { op: 'CREATE_RESOURCE', tag, status: EINVAL, ctxId: 0, resId: 0 },
+      { op: 'UNREF_RESOURCE', tag: tag2, status: EINVAL, ctxId: 0, resId: 78 },
+      { op: 'SUBMIT', tag: tag3, status: EINVAL, ctxId: 1, resId: 0 },
+    ]);
+  });
+
+  it('cancels fences of a context destroyed before they signal', async () => {
+    const c = open!;
+    c.createContext(5, 0, 'doomed');
+    const f = c.fence(5);
+    c.destroyContext(5);
+    expect([0, ECANCELED]).toContain(await f);
+    expect(await c.fence(0)).toBe(0);
+  });
+
+  it('a dying worker marks the component lost without taking the daemon down', async () => {
+    const lost: Error[] = [];
+    await open!.close();
+    const c = (open = await VirglComponent.start({ capsets: ['virgl'], onLost: (e) => lost.push(e) }));
+    c.createContext(1, 0, 'victim');
+    expect(await c.fence(1)).toBe(0);
+    const pending = c.readback(4242, { x: 0, y: 0, width: 1, height: 1 }, false, { offset: 0, stride: 4 });
+    const fence = c.fence(1);
+    await (c as unknown as { pool: { threads: { terminate(): Promise<number> }[] } }).pool.threads[0].terminate();
+    expect([EINVAL, ENODEV]).toContain(await pending);
+    expect([0, ENODEV]).toContain(await fence);
+    for (let i = 0; i < 100 && !c.lost; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(c.lost).toBe(true);
+    expect(lost.length).toBe(1);
+    expect(await c.fence(0)).toBe(ENODEV);
+    expect(c.createContext(2, 0, 'after')).toBe(0);
+    await c.close();
+    // The renderer was cleaned up with the worker thread: a new component can start.
+    open = await VirglComponent.start({ capsets: ['virgl'] });
+    expect(await open.fence(0)).toBe(0);
+    await open.close();
+    open = null;
+  });
+});
+
+describe('submitWith', () => {
+  it('fills the ring straight from mapped memory, in chunks; a failing fill drops the partial stream', async () => {
+    const errors: VirglOpError[] = [];
+    const c = (open = await VirglComponent.start({ capsets: ['virgl'], commandRingBytes: 1024, onError: (e) => errors.push(e) }));
+    c.createContext(1, 0, 'gather');
+    c.createResource(tex2d(10, 4, 4));
+    c.attachResource(1, 10);
+    // The stream lives in an addon mapping (as guest memory would): 2000 NOP words, then a clear.
+    const cmds = clear(10, [1, 0, 0, 1]);
+    const { m, bytes } = backing(8000 + cmds.length);
+    bytes.set(cmds, 8000);
+    const segs = Float64Array.of(Number(m.addr), 8000 + cmds.length);
+    const chunks: number[] = [];
+    c.submitWith(1, 8000 + cmds.length, (dst, dstOff, srcOff, len) => {
+      chunks.push(len);
+      expect(n.gatherRows(dst, dstOff, 0, len, 1, segs, srcOff, 0)).toBe(0);
+    });
+    expect(chunks.length).toBeGreaterThan(1);
+    expect(chunks.every((l) => l % 4 === 0)).toBe(true);
+    // A fill that throws half way: the chunks already sent are dropped, not glued to the next stream.
+    const boom = new Error('guest memory vanished');
+    let calls = 0;
+    expect(() => c.submitWith(1, 4000, (dst, dstOff, _src, len) => {
+      if (++calls === 2) throw boom;
+      dst.fill(0xff, dstOff, dstOff + len); // garbage if it were ever submitted
+    })).toThrow(boom);
+    c.submit(1, clear(10, [0, 1, 0, 1]));
+    expect(await c.fence(1)).toBe(0);
+    expect(await c.readback(10, { x: 0, y: 0, width: 1, height: 1 }, false, { offset: 0, stride: 4 })).toBe(0);
+    expect([...new Uint8Array(c.readbackBuffer, 0, 4)]).toEqual(BGRA(0, 1, 0));
+    expect(errors).toEqual([]);
+    await c.close();
+    n.unmap(m.addr);
+    open = null;
+  });
+});
+
+describe('without THREAD_SYNC', () => {
+  it('polls fences on a timer instead of the poll fd', async () => {
+    const c = (open = await VirglComponent.start({ capsets: ['virgl'], flags: VirglFlags.USE_EGL | VirglFlags.USE_SURFACELESS }));
+    c.createContext(1, 0, 'no-sync');
+    c.createResource(tex2d(10, W, H));
+    c.attachResource(1, 10);
+    const results: Promise<number>[] = [];
+    for (let i = 0; i < 50; i++) {
+      c.submit(1, clear(10, [i / 50, 0, 0, 1]));
+      results.push(c.fence(i % 2 ? 1 : 0));
+    }
+    expect(new Set(await Promise.all(results))).toEqual(new Set([0]));
+    await c.close();
+    open = null;
+  });
+});
