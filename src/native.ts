@@ -98,6 +98,8 @@ export interface NativeAddon {
   /** poll(2) one fd: revents (0 on timeout) or -errno. timeoutMs -1 waits forever. */
   pollFd(fd: number, events: number, timeoutMs: number): number;
   setNonBlocking(fd: number, on: boolean): number;
+  /** Grow a socket's send buffer (SO_SNDBUFFORCE, else SO_SNDBUF): the size in effect, or -errno. */
+  setSendBuffer(fd: number, bytes: number): number;
   close(fd: number): number;
   /** dup(2) with CLOEXEC: fd or -errno. */
   dup(fd: number): number;

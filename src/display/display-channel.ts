@@ -31,6 +31,7 @@ const PROTOCOL_F_EDID = 1n << 0n;
 const REPLY_TIMEOUT_MS = 2000;
 const MAX_REPLY = 4096;
 const MAX_BACKLOG = 64 << 20;
+const SEND_BUFFER = 8 << 20;
 /** Buffers per sendmsg (IOV_MAX is 1024). */
 const MAX_PARTS = 512;
 
@@ -61,6 +62,8 @@ export class DisplayChannel implements DisplaySink {
 
   constructor(private readonly fd: number) {
     native().setNonBlocking(fd, true);
+    // A 1080p UPDATE is 8 MiB: a large send buffer lets it leave in a few writes, not dozens.
+    native().setSendBuffer(fd, SEND_BUFFER);
     this.watcher = watchFd('watch the display socket', fd, (ev) => this.onEvents(ev));
     this.watcher.start(native().READABLE);
   }
