@@ -71,7 +71,12 @@ export class GpuBackend implements VhostUserBackend {
     const handler = i === CONTROL_QUEUE
       ? { responds: true, execute: (c: Codec) => this.device.control(c) }
       : { responds: false, execute: (c: Codec) => (this.device.cursor(c), 0) };
-    const q = new VirtQueue(i, codec, handler, notify, broken);
+    // Display messages of a batch leave in one write, before the guest hears of the batch.
+    const flushThenNotify = () => {
+      this.port.flush();
+      notify();
+    };
+    const q = new VirtQueue(i, codec, handler, flushThenNotify, broken);
     const err = q.start(layout);
     if (err) return err;
     this.queues[i] = q;

@@ -48,6 +48,8 @@ export class DisplayChannel implements DisplaySink {
   /** Bytes QEMU has not taken yet, in order; they may be views of resource pixels (see update). */
   private readonly out: Uint8Array[] = [];
   private backlog = 0;
+  private flushScheduled = false;
+  private waitingWritable = false;
   private inBuf = new Uint8Array(MAX_REPLY + HDR);
   private inLen = 0;
   private protocolFeatures = 0n;
@@ -171,17 +173,17 @@ export class DisplayChannel implements DisplaySink {
         convertWords(src.swizzle, w, (src.y + row) * src.pitch + src.x, dst, row * width, width);
       }
       parts.push(new Uint8Array(dst.buffer, 0, pixelBytes));
-      this.convertBufQueued = false;
-      if (!this.write(parts)) this.convertBufQueued = true;
-      return true;
+      this.convertBufQueued = true; // until the queue drains
     }
     this.write(parts);
     return true;
   }
 
+  /** Gathered like update(): the image goes out from the caller's buffer, not a copy of it. */
   cursorUpdate(scanout: number, x: number, y: number, hotX: number, hotY: number, image: Uint32Array): void {
-    const img = new Uint8Array(image.buffer, image.byteOffset, image.byteLength);
-    this.send(Msg.CURSOR_UPDATE, [u32s(scanout, x, y, hotX, hotY), img]);
+    if (this.closed) return;
+    const head = u32s(Msg.CURSOR_UPDATE, 0, 20 + image.byteLength, scanout, x, y, hotX, hotY);
+    this.write([head, new Uint8Array(image.buffer, image.byteOffset, image.byteLength)]);
   }
 
   cursorMove(scanout: number, x: number, y: number): void {
@@ -228,29 +230,27 @@ export class DisplayChannel implements DisplaySink {
     this.write([msg]);
   }
 
-  /** Send parts now if nothing is queued; queue what the socket does not take. True if all went out. */
-  private write(parts: Uint8Array[]): boolean {
-    if (this.closed) return true;
-    let sent = 0;
-    if (this.out.length === 0) {
-      sent = this.sendParts(parts);
-      if (sent < 0) return true;
-    }
-    let total = 0;
-    for (const p of parts) total += p.byteLength;
-    if (sent === total) return true;
+  /**
+   * Queue parts for QEMU. Everything written while a batch of commands runs leaves in one
+   * sendmsg: at flush() (the backend calls it before notifying the guest) or at the end of the
+   * current task at the latest.
+   */
+  private write(parts: Uint8Array[]): void {
+    if (this.closed) return;
     for (const p of parts) {
-      if (sent >= p.byteLength) {
-        sent -= p.byteLength;
-        continue;
-      }
-      const rest = sent > 0 ? p.subarray(sent) : p;
-      sent = 0;
-      this.out.push(rest);
-      this.backlog += rest.byteLength;
+      this.out.push(p);
+      this.backlog += p.byteLength;
     }
-    this.watcher.start(native().READABLE | native().WRITABLE);
-    return false;
+    if (!this.flushScheduled && !this.waitingWritable) {
+      this.flushScheduled = true;
+      queueMicrotask(() => this.flush());
+    }
+  }
+
+  /** Send what is queued, as far as the socket takes it now. */
+  flush(): void {
+    this.flushScheduled = false;
+    if (!this.waitingWritable && this.out.length > 0) this.flushQueue();
   }
 
   /** One sendmsg of up to MAX_PARTS parts: bytes sent (0 if the socket is full), or -1 after closing. */
@@ -267,9 +267,15 @@ export class DisplayChannel implements DisplaySink {
   }
 
   private flushQueue(): void {
+    if (this.closed) return;
     while (this.out.length > 0) {
       let r = this.sendParts(this.out);
-      if (r <= 0) return;
+      if (r < 0) return;
+      if (r === 0) {
+        if (!this.waitingWritable) this.watcher.start(native().READABLE | native().WRITABLE);
+        this.waitingWritable = true;
+        return;
+      }
       this.backlog -= r;
       while (r > 0) {
         const head = this.out[0];
@@ -283,7 +289,10 @@ export class DisplayChannel implements DisplaySink {
       }
     }
     this.convertBufQueued = false;
-    this.watcher.start(native().READABLE);
+    if (this.waitingWritable) {
+      this.waitingWritable = false;
+      this.watcher.start(native().READABLE);
+    }
     this.resendDropped();
   }
 

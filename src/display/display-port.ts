@@ -25,6 +25,11 @@ export class DisplayPort implements DisplaySink {
     return this.live?.edid(scanout) ?? Promise.resolve(null);
   }
 
+  /** Send what the display has queued (before the guest is told its commands completed). */
+  flush(): void {
+    this.live?.flush();
+  }
+
   hasScanout(scanout: number): boolean {
     return this.live ? this.live.hasScanout(scanout) : scanout === 0;
   }
