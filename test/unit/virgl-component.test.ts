@@ -38,6 +38,11 @@ describe('start', () => {
       .rejects.toThrow(/^virglrenderer: cannot load \/nonexistent\/libvirglrenderer\.so\.1: .*No such file/);
   });
 
+  it('rejects with one clear message when virglrenderer refuses to initialise', async () => {
+    await expect(VirglComponent.start({ capsets: ['virgl'], flags: -1 }))
+      .rejects.toThrow(/^virglrenderer: init with flags 0xffffffff failed: EINVAL$/);
+  });
+
   it('refuses rings too small for its messages', async () => {
     await expect(VirglComponent.start({ capsets: ['virgl'], commandRingBytes: 512 })).rejects.toThrow(/commandRingBytes must be >= 1024/);
     await expect(VirglComponent.start({ capsets: ['virgl'], completionRingBytes: 1024 })).rejects.toThrow(/completionRingBytes must be >= 4096/);
@@ -53,6 +58,11 @@ describe('start', () => {
       expect(new DataView(c.data.buffer, c.data.byteOffset).getUint32(0, true)).toBe(c.maxVersion); // virgl_caps max_version
     }
     expect(caps[1].maxSize).toBeGreaterThan(caps[0].maxSize);
+  });
+
+  it('refuses a second component while one is open (the renderer is process-global)', async () => {
+    await expect(VirglComponent.start({ capsets: ['virgl'] })).rejects.toThrow(/EBUSY \(already initialised in this process\)/);
+    expect(await open!.fence(0)).toBe(0); // the first one is unaffected
   });
 });
 

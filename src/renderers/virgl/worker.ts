@@ -25,7 +25,7 @@ export default async function virglWorker(init: P.VirglWorkerInit): Promise<P.Vi
   const rc = n.virglInit(init.flags);
   if (rc < 0) {
     const why = rc === -5 ? ' (virglrenderer refused: no usable EGL/GL display?)' : rc === -16 ? ' (already initialised in this process)' : '';
-    return { ok: false, error: `virglrenderer: init with flags 0x${init.flags.toString(16)} failed: ${errnoName(rc)}${why}` };
+    return { ok: false, error: `virglrenderer: init with flags 0x${(init.flags >>> 0).toString(16)} failed: ${errnoName(rc)}${why}` };
   }
   return new VirglWorker(n, init).run();
 }
