@@ -5,6 +5,7 @@
  */
 import { log } from '../log.js';
 import { Codec } from './codec.js';
+import type { RingLayout } from '../transport/backend.js';
 import { POP_BROKEN, POP_CHAIN, POP_EMPTY, R_SLOT, R_STATUS, CHAIN_ERRORS, BROKEN_REASONS, SETUP_ERRORS } from './layout.js';
 
 /** Chains processed per turn of the event loop. */
@@ -17,15 +18,6 @@ export interface QueueHandler {
   execute(codec: Codec): number | Promise<number>;
 }
 
-export interface RingConfig {
-  size: number;
-  desc: bigint;
-  avail: bigint;
-  used: bigint;
-  lastAvail: number;
-  eventIdx: boolean;
-  indirect: boolean;
-}
 
 export class VirtQueue {
   private waiting = false;
@@ -42,7 +34,7 @@ export class VirtQueue {
   ) {}
 
   /** Start processing with this ring layout (guest-physical addresses). Returns an error text or null. */
-  start(cfg: RingConfig): string | null {
+  start(cfg: RingLayout): string | null {
     const features = (cfg.eventIdx ? 1 : 0) | (cfg.indirect ? 2 : 0);
     const rc = this.codec.setupQueue(this.index, cfg.size, cfg.desc, cfg.avail, cfg.used, features, cfg.lastAvail);
     if (rc < 0) return SETUP_ERRORS[rc] ?? `setup error ${rc}`;
