@@ -114,7 +114,7 @@ if [ "$flavour" = 3d ]; then
   [ -n "$manifest" ] || die "empty GL manifest"
 fi
 
-key=$( { cat "${BASH_SOURCE[0]}" "$init_src" "$busybox"
+key=$( { cat "${BASH_SOURCE[0]}" "$init_src" "$here/guest-boot.sh" "$busybox"
          [ -z "$manifest" ] || cut -f2 <<<"$manifest" | xargs -d '\n' stat -L -c '%n %s %Y'
        } | sha256sum | cut -c1-16)
 out="$cache/$prefix-$kver-$key"
@@ -195,6 +195,7 @@ log "modules: $(tr '\n' ' ' <"$root/etc/e2e-modules")"
 
 cp "$init_src" "$root/init"
 chmod 755 "$root/init"
+cp "$here/guest-boot.sh" "$root/etc/e2e-boot.sh"
 
 if [ -n "$manifest" ]; then
   while IFS=$'\t' read -r dst src; do
