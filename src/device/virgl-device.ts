@@ -46,6 +46,8 @@ export class VirglDevice {
   readonly scanouts: VirglScanouts;
   private readonly box = [0, 0, 0, 0, 0, 0];
   private rec: Int32Array = new Int32Array(0);
+  /** Last answer pending per fence timeline: answers on one timeline go out in order. */
+  private readonly lastAnswer = new Map<number, Promise<void>>();
 
   constructor(opts: VirglDeviceOptions) {
     this.component = opts.component;
@@ -165,9 +167,16 @@ export class VirglDevice {
     const flags = r[R_FLAGS], lo = r[R_FENCE_LO], hi = r[R_FENCE_HI], ctx = r[R_CTX], ring = r[R_RING];
     const complete = queue.defer();
     const fence = this.component.fence(timeline);
-    void Promise.all([fence, pending]).then(([status]) => {
+    // A flush's display update may finish after a later fence: chain the answers per timeline.
+    const prev = this.lastAnswer.get(timeline);
+    const answer = Promise.all([fence, pending ?? 0, prev]).then(([status, flushed]) => {
       if (status < 0) log.warn(`virgl: fence on timeline ${timeline} did not signal (${status})`);
-      complete((c) => header(c, status < 0 ? Resp.ERR_UNSPEC : Resp.OK_NODATA, flags, lo, hi, ctx, ring));
+      const ok = status >= 0 && flushed >= 0;
+      complete((c) => header(c, ok ? Resp.OK_NODATA : Resp.ERR_UNSPEC, flags, lo, hi, ctx, ring));
+    });
+    this.lastAnswer.set(timeline, answer);
+    void answer.finally(() => {
+      if (this.lastAnswer.get(timeline) === answer) this.lastAnswer.delete(timeline);
     });
     return DEFERRED;
   }
@@ -210,7 +219,7 @@ export class VirglDevice {
       throw new GpuError('param', `resource ${id}: bad size ${width}x${height}x${depth} array ${arraySize} levels ${lastLevel}`);
     }
     // Host memory the renderer may hold for it (4 bytes per texel, mips not counted): bounded like 2D.
-    const charge = width * height * depth * arraySize * 4 + RESOURCE_OVERHEAD;
+    const charge = (target === 0 ? width : width * height * depth * arraySize * 4) + RESOURCE_OVERHEAD;
     this.budget.reserve(charge, `resource ${id}`);
     this.component.createResource(args);
     this.resources.set(id, { id, format: args[2], width, height, yTop: (args[10] & Y_0_TOP) !== 0, target, backing: null, charge });
@@ -296,6 +305,7 @@ export class VirglDevice {
   /** Forget everything (device reset or the session ended): the worker's objects are released too. */
   reset(): void {
     this.scanouts.reset();
+    this.lastAnswer.clear();
     for (const id of [...this.contexts.keys()]) this.destroyContext(id);
     for (const res of [...this.resources.values()]) this.unref(res);
   }

@@ -69,7 +69,11 @@ export class VirglScanouts {
     checkRectInside('flush', { x, y, width, height }, res.width, res.height);
     const shown = this.outs.some((s) => s.res === res);
     if (!shown || width === 0 || height === 0) return null;
-    const run = this.busy.then(() => this.readAndSend(res, x, y, width, height));
+    // Never rejects (a failure is -errno), so a fenced flush is always answered.
+    const run = this.busy.then(() => this.readAndSend(res, x, y, width, height)).catch((e: unknown) => {
+      log.error(`virgl: flush of resource ${res.id}: ${(e as Error)?.stack ?? e}`);
+      return -5;
+    });
     this.busy = run;
     return run;
   }
@@ -114,7 +118,7 @@ export class VirglScanouts {
       if (rc < 0) return;
       convertWords(swizzleOf(res.format), this.words, 0, this.cursorImage, 0, CURSOR_SIZE * CURSOR_SIZE);
       this.display.cursorUpdate(scanout, x, y, hotX, hotY, this.cursorImage);
-    });
+    }).catch((e: unknown) => log.error(`virgl: cursor from resource ${res.id}: ${(e as Error)?.stack ?? e}`));
     this.busy = run;
   }
 

@@ -124,6 +124,24 @@ describe('--gpu-mode virglrenderer', () => {
     expect((await s.driver.resourceUnref(id)).type).toBe(GpuResp.OK_NODATA);
   });
 
+  it('shows a 2D resource uploaded with TRANSFER_TO_HOST_2D, and uses it as the cursor', async () => {
+    const id = 20, C = 64;
+    expect((await s.driver.resourceCreate2d(id, B8G8R8A8, C, C)).type).toBe(GpuResp.OK_NODATA);
+    expect((await s.driver.attachBacking(id)).type).toBe(GpuResp.OK_NODATA);
+    s.driver.fillPixels(id, (x, y) => (0xff000000 | (x << 16) | (y << 8)) >>> 0);
+    expect((await s.driver.transferToHost2d(id, 0, 0, C, C, { fenceId: 50 })).type).toBe(GpuResp.OK_NODATA);
+    expect((await s.driver.setScanout(0, id, 0, 0, C, C)).type).toBe(GpuResp.OK_NODATA);
+    expect((await s.driver.resourceFlush(id, 8, 4, 16, 16)).type).toBe(GpuResp.OK_NODATA);
+    expect(await s.display.waitFor(DisplayMsg.UPDATE, (e) => e.width === 16)).toMatchObject({ x: 8, y: 4, height: 16 });
+    expect(s.display.pixel(0, 10, 7)).toBe(0xff0a0700);
+    await s.driver.updateCursor(0, 5, 6, id, 1, 2);
+    const cur = await s.display.waitFor(DisplayMsg.CURSOR_UPDATE);
+    const img = new DataView(cur.image!.buffer, cur.image!.byteOffset);
+    expect(img.getUint32((3 * C + 9) * 4, true)).toBe(0xff090300);
+    expect((await s.driver.setScanout(0, 0, 0, 0, 0, 0)).type).toBe(GpuResp.OK_NODATA);
+    expect((await s.driver.resourceUnref(id)).type).toBe(GpuResp.OK_NODATA);
+  });
+
   it('destroys contexts and resources and reuses their ids', async () => {
     expect((await s.driver.resourceUnref(10)).type).toBe(GpuResp.OK_NODATA);
     expect((await s.driver.ctxDestroy(1)).type).toBe(GpuResp.OK_NODATA);
