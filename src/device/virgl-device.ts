@@ -11,8 +11,8 @@ import { R_ARGS, R_CTX, R_FENCE_HI, R_FENCE_LO, R_FLAGS, R_NENTRIES, R_RING, R_R
 import type { VirglComponent, VirglCapset } from '../renderers/virgl/component.js';
 import { log } from '../log.js';
 import { Backing, type GuestAccess } from './backing.js';
-import { GpuError } from './errors.js';
-import { Cmd, Resp, HDR_SIZE, FLAG_FENCE, FLAG_INFO_RING_IDX, CAPSET_INFO_SIZE } from './protocol.js';
+import { GpuError, respType } from './errors.js';
+import { cmdName, Cmd, Resp, HDR_SIZE, FLAG_FENCE, FLAG_INFO_RING_IDX, CAPSET_INFO_SIZE } from './protocol.js';
 import type { HostMemoryBudget } from './resources.js';
 import { MAX_DIMENSION } from './resources.js';
 import { VirglScanouts, type VirglResource } from './virgl-scanouts.js';
@@ -82,6 +82,26 @@ export class VirglDevice {
    * command is not a renderer command (the caller handles it).
    */
   execute(codec: Codec, type: number, queue: VirtQueue, contextInit: boolean): number | Promise<number> | null {
+    try {
+      return this.dispatch(codec, type, queue, contextInit);
+    } catch (e) {
+      const rec = codec.rec;
+      if (!(rec[R_FLAGS] & FLAG_FENCE) || !(e instanceof GpuError)) throw e;
+      // The guest signals every fence up to this id on its answer: even a refusal waits for the
+      // work before it (on the global timeline if the named context does not exist).
+      log.guest(`${cmdName(type)}-${e.kind}`, `${cmdName(type)}: ${e.message}`);
+      let timeline = this.timeline(rec, contextInit);
+      if (!this.contexts.has(timeline)) timeline = 0;
+      return this.fenced(codec, queue, timeline, null, respType(e));
+    }
+  }
+
+  private timeline(rec: Int32Array, contextInit: boolean): number {
+    // Per-context timelines only when CONTEXT_INIT was negotiated; otherwise the global one.
+    return contextInit && rec[R_FLAGS] & FLAG_INFO_RING_IDX ? rec[R_CTX] >>> 0 : 0;
+  }
+
+  private dispatch(codec: Codec, type: number, queue: VirtQueue, contextInit: boolean): number | Promise<number> | null {
     const rec = (this.rec = codec.rec);
     let pending: Promise<number> | null = null;
     switch (type) {
@@ -152,17 +172,13 @@ export class VirglDevice {
       default:
         return null;
     }
-    if (rec[R_FLAGS] & FLAG_FENCE) {
-      // Per-context timelines only when CONTEXT_INIT was negotiated; otherwise the global one.
-      const timeline = contextInit && rec[R_FLAGS] & FLAG_INFO_RING_IDX ? rec[R_CTX] >>> 0 : 0;
-      return this.fenced(codec, queue, timeline, pending);
-    }
+    if (rec[R_FLAGS] & FLAG_FENCE) return this.fenced(codec, queue, this.timeline(rec, contextInit), pending, 0);
     if (pending) return pending.then(() => header(codec, Resp.OK_NODATA, rec[R_FLAGS], rec[R_FENCE_LO], rec[R_FENCE_HI], rec[R_CTX], rec[R_RING]));
     return header(codec, Resp.OK_NODATA, rec[R_FLAGS], rec[R_FENCE_LO], rec[R_FENCE_HI], rec[R_CTX], rec[R_RING]);
   }
 
   /** Answer later, when everything enqueued so far is done (header fields captured now). */
-  private fenced(codec: Codec, queue: VirtQueue, timeline: number, pending: Promise<number> | null): number {
+  private fenced(codec: Codec, queue: VirtQueue, timeline: number, pending: Promise<number> | null, refused: number): number {
     const r = codec.rec;
     const flags = r[R_FLAGS], lo = r[R_FENCE_LO], hi = r[R_FENCE_HI], ctx = r[R_CTX], ring = r[R_RING];
     const complete = queue.defer();
@@ -172,7 +188,7 @@ export class VirglDevice {
     const answer = Promise.all([fence, pending ?? 0, prev]).then(([status, flushed]) => {
       if (status < 0) log.warn(`virgl: fence on timeline ${timeline} did not signal (${status})`);
       const ok = status >= 0 && flushed >= 0;
-      complete((c) => header(c, ok ? Resp.OK_NODATA : Resp.ERR_UNSPEC, flags, lo, hi, ctx, ring));
+      complete((c) => header(c, refused || (ok ? Resp.OK_NODATA : Resp.ERR_UNSPEC), flags, lo, hi, ctx, ring));
     });
     this.lastAnswer.set(timeline, answer);
     void answer.finally(() => {

@@ -104,6 +104,9 @@ describe('--gpu-mode virglrenderer', () => {
     expect((await s.driver.resourceCreate3d({ ...create3d(11), width: 0 })).type).toBe(GpuResp.ERR_INVALID_PARAMETER);
     expect((await s.driver.ctxCreate(1)).type).toBe(GpuResp.ERR_INVALID_CONTEXT_ID);
     expect((await s.driver.ctxCreate(3, { contextInit: 5 })).type).toBe(GpuResp.ERR_INVALID_PARAMETER);
+    // A fenced refusal still carries its fence id (answered after the work before it).
+    expect(await s.driver.submit3d(99, clear(10, [0, 0, 0, 1]), { fenceId: 60, ringIdx: 2 })).toMatchObject({ type: GpuResp.ERR_INVALID_CONTEXT_ID, fenceId: 60n });
+    expect(await s.driver.ctxAttach(1, 999, { fenceId: 61 })).toMatchObject({ type: GpuResp.ERR_INVALID_RESOURCE_ID, fenceId: 61n });
     const big = new Uint8Array(4 * MiB + 4);
     expect((await s.driver.submit3d(1, big)).type).toBe(GpuResp.ERR_INVALID_PARAMETER);
   });
