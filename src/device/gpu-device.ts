@@ -212,7 +212,7 @@ export class GpuDevice {
         break;
       case Cmd.RESOURCE_ASSIGN_UUID:
         if (!this.has(GpuFeature.RESOURCE_UUID)) throw new GpuError('unspec', 'RESOURCE_UUID was not negotiated');
-        return this.assignUuid(codec, this.resources.get(this.arg(0)));
+        return this.assignUuid(codec, this.virgl ? this.virgl.resource(this.arg(0)) : this.resources.get(this.arg(0)));
       case Cmd.GET_CAPSET_INFO:
         throw new GpuError('param', `capset index ${this.arg(0)} out of range: no capsets in 2D mode`);
       case Cmd.GET_CAPSET:
@@ -288,7 +288,7 @@ export class GpuDevice {
     return EDID_RESP_SIZE;
   }
 
-  private assignUuid(codec: Codec, res: Resource2D): number {
+  private assignUuid(codec: Codec, res: { uuid: Uint8Array | null }): number {
     if (!res.uuid) {
       res.uuid = randomFillSync(new Uint8Array(16));
       res.uuid[6] = (res.uuid[6] & 0x0f) | 0x40; // RFC 4122 version 4

@@ -238,7 +238,7 @@ export class VirglDevice {
     const charge = (target === 0 ? width : width * height * depth * arraySize * 4) + RESOURCE_OVERHEAD;
     this.budget.reserve(charge, `resource ${id}`);
     this.component.createResource(args);
-    this.resources.set(id, { id, format: args[2], width, height, yTop: (args[10] & Y_0_TOP) !== 0, target, backing: null, charge });
+    this.resources.set(id, { id, format: args[2], width, height, yTop: (args[10] & Y_0_TOP) !== 0, target, backing: null, charge, uuid: null });
   }
 
   private unref(res: VirglResource): void {

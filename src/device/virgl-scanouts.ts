@@ -22,6 +22,7 @@ export interface VirglResource {
   readonly target: number;
   backing: Backing | null;
   readonly charge: number;
+  uuid: Uint8Array | null;
 }
 
 interface Out {

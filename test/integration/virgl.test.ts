@@ -32,7 +32,7 @@ describe('--gpu-mode virglrenderer', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'vhost-gpu-virgl-'));
     backend = await startBackend([process.execPath, BIN, '--gpu-mode', 'virglrenderer', '--socket-path={socket}'], join(dir, 'gpu.sock'));
-    s = await connectFrontend(backend, { ram: { size: 64 * MiB }, features: { virgl: true, contextInit: true, edid: true } });
+    s = await connectFrontend(backend, { ram: { size: 64 * MiB }, features: { virgl: true, contextInit: true, edid: true, resourceUuid: true } });
   });
 
   afterAll(async () => {
@@ -124,6 +124,9 @@ describe('--gpu-mode virglrenderer', () => {
     expect(s.display.pixel(0, 0, 0) & 0xffffff).toBe(0x00ff00);
     expect(s.display.pixel(0, W - 1, H - 1) & 0xffffff).toBe(0x00ff00);
     expect((await s.driver.resourceCreate2d(13, B8G8R8A8, W, H)).type).toBe(GpuResp.OK_NODATA);
+    const u = await s.driver.assignUuid(13);
+    expect(u.type).toBe(GpuResp.OK_RESOURCE_UUID);
+    expect((await s.driver.assignUuid(13)).uuid).toEqual(u.uuid);
     expect((await s.driver.resourceUnref(id)).type).toBe(GpuResp.OK_NODATA);
   });
 
