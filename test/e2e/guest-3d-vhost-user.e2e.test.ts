@@ -27,6 +27,7 @@ describe('e2e 3D guest: vhost-user-gpu-pci served by vhost-gpu --gpu-mode virglr
       expect(stats.distinct).toBeGreaterThanOrEqual(100);
       expect(stats.dominantShare).toBeLessThan(0.99);
       for (let i = 0; i < 3; i++) expect(Math.abs(stats.dominant[i]! - 128)).toBeLessThanOrEqual(2);
+      if (process.env.SHOW_BACKEND_STDERR) console.error(run.backendStderr);
       console.log(`[3d vhost-gpu] GL_RENDERER "${gl!.renderer}": ${gl!.frames} frames in ${gl!.secs} s = ${gl!.fps} fps; screenshot ${JSON.stringify(colourStats(run.screenshot))}`);
     },
     200_000,
