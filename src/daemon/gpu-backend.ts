@@ -69,6 +69,7 @@ export class GpuBackend implements VhostUserBackend {
   memoryChanged(mem: GuestMemory): void {
     this.memory = mem;
     for (const c of this.codecs) c.setMemory(mem);
+    this.device.memoryChanged();
   }
 
   startQueue(i: number, layout: RingLayout, notify: () => void, broken: (reason: string) => void): string | null {

@@ -87,6 +87,11 @@ export class GpuDevice {
     this.scanouts.refresh(id, r);
   }
 
+  /** The guest memory table changed (renderers holding host addresses must follow). */
+  memoryChanged(): void {
+    this.virgl?.memoryChanged();
+  }
+
   reset(): void {
     this.displayInfoCache = null;
     this.scanouts.reset();

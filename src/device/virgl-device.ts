@@ -318,6 +318,24 @@ export class VirglDevice {
     });
   }
 
+  /**
+   * The memory table changed: virglrenderer holds host addresses of the old mappings, so every
+   * backing is attached again at its new addresses (after the work already enqueued), or dropped
+   * if it is no longer guest memory.
+   */
+  memoryChanged(): void {
+    for (const res of this.resources.values()) {
+      if (!res.backing) continue;
+      this.component.detachBacking(res.id);
+      try {
+        this.component.attachBacking(res.id, res.backing.resolve(this.memory));
+      } catch (e) {
+        log.guest('backing-gone', `resource ${res.id}: ${(e as Error).message}; backing dropped`);
+        this.setBacking(res, null);
+      }
+    }
+  }
+
   /** Forget everything (device reset or the session ended): the worker's objects are released too. */
   reset(): void {
     this.scanouts.reset();

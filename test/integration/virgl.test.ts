@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ramRegions } from '../frontend/vhost-user-start.js';
 import { startBackend, connectFrontend, DisplayMsg, GpuResp, GPU_FLAG_FENCE } from '../frontend/index.js';
 import type { BackendProcess, FrontendSession } from '../frontend/index.js';
 import { packagePath } from '../../src/package-path.js';
@@ -42,6 +43,7 @@ describe('--gpu-mode virglrenderer', () => {
   });
 
   it('offers VIRGL and CONTEXT_INIT and two capsets', () => {
+    expect(backend.stderr()).toMatch(/virglrenderer mode, capsets virgl,virgl2/);
     const st = s.started!;
     expect(st.features & (1n << 32n | 0x11n)).toBe(1n << 32n | 0x11n);
     expect(st.config!.numCapsets).toBe(2);
@@ -148,6 +150,10 @@ describe('--gpu-mode virglrenderer', () => {
     expect((await s.driver.resourceUnref(id)).type).toBe(GpuResp.OK_NODATA);
   });
 
+  it('had no virglrenderer operation refused so far (every id was checked first)', () => {
+    expect(backend.stderr()).not.toMatch(/virgl \w+ \(ctx \d+, resource \d+\) failed/);
+  });
+
   it('destroys contexts and resources and reuses their ids', async () => {
     expect((await s.driver.resourceUnref(10)).type).toBe(GpuResp.OK_NODATA);
     expect((await s.driver.ctxDestroy(1)).type).toBe(GpuResp.OK_NODATA);
@@ -160,6 +166,15 @@ describe('--gpu-mode virglrenderer', () => {
     const r = await s.driver.transferFromHost3d({ resourceId: 10, box: box(W, H), stride: W * 4 }, { ctxId: 1, fenceId: 40, ringIdx: 1 });
     expect(r.type).toBe(GpuResp.OK_NODATA);
     expect([...att.backing.read(0, 4)]).toEqual(BGRA(0, 0, 1));
+    // A new memory table maps guest RAM at new host addresses: the backing follows.
+    await s.frontend.setMemTable(ramRegions(s.ram));
+    expect((await s.driver.submit3d(1, clear(10, [1, 0, 0, 1]))).type).toBe(GpuResp.OK_NODATA);
+    expect((await s.driver.transferFromHost3d({ resourceId: 10, box: box(W, H), stride: W * 4 }, { ctxId: 1, fenceId: 41, ringIdx: 1 })).type).toBe(GpuResp.OK_NODATA);
+    expect([...att.backing.read(4 * (W * H - 1), 4)]).toEqual(BGRA(1, 0, 0));
+  });
+
+  it('had no virglrenderer operation refused at the end either', () => {
+    expect(backend.stderr()).not.toMatch(/virgl \w+ \(ctx \d+, resource \d+\) failed/);
   });
 });
 
