@@ -173,6 +173,15 @@ describe('--gpu-mode virglrenderer', () => {
     expect([...att.backing.read(4 * (W * H - 1), 4)]).toEqual(BGRA(1, 0, 0));
   });
 
+  it('drops a session\'s contexts and resources when it disconnects: the next one reuses the ids', async () => {
+    s.close();
+    s = await connectFrontend(backend, { ram: { size: 64 * MiB }, features: { virgl: true, contextInit: true } });
+    expect((await s.driver.ctxCreate(1)).type).toBe(GpuResp.OK_NODATA);
+    expect((await s.driver.resourceCreate3d(create3d(10))).type).toBe(GpuResp.OK_NODATA);
+    expect((await s.driver.ctxAttach(1, 10)).type).toBe(GpuResp.OK_NODATA);
+    expect((await s.driver.submit3d(1, clear(10, [0, 1, 1, 1]), { fenceId: 1 })).type).toBe(GpuResp.OK_NODATA);
+  });
+
   it('had no virglrenderer operation refused at the end either', () => {
     expect(backend.stderr()).not.toMatch(/virgl \w+ \(ctx \d+, resource \d+\) failed/);
   });
