@@ -7,12 +7,13 @@
  */
 import type { Codec } from '../queues/codec.js';
 import { DEFERRED, type VirtQueue } from '../queues/virtqueue.js';
-import { R_ARGS, R_CTX, R_FENCE_HI, R_FENCE_LO, R_FLAGS, R_NENTRIES, R_RING, R_RLEN, R_WLEN } from '../queues/layout.js';
+import { R_ARGS, R_CTX, R_FENCE_HI, R_FENCE_LO, R_FLAGS, R_NENTRIES, R_RING, R_RLEN } from '../queues/layout.js';
 import type { VirglComponent, VirglCapset } from '../renderers/virgl/component.js';
 import { log } from '../log.js';
 import { Backing, type GuestAccess } from './backing.js';
 import { GpuError, respType } from './errors.js';
-import { cmdName, Cmd, Resp, HDR_SIZE, FLAG_FENCE, FLAG_INFO_RING_IDX, CAPSET_INFO_SIZE } from './protocol.js';
+import { cmdName, Cmd, Resp, HDR_SIZE, FLAG_FENCE, FLAG_INFO_RING_IDX } from './protocol.js';
+import { header, capsetInfo, capsetData } from './virgl-responses.js';
 import type { HostMemoryBudget } from './resources.js';
 import { MAX_DIMENSION } from './resources.js';
 import { VirglScanouts, type VirglResource } from './virgl-scanouts.js';
@@ -106,9 +107,9 @@ export class VirglDevice {
     let pending: Promise<number> | null = null;
     switch (type) {
       case Cmd.GET_CAPSET_INFO:
-        return this.capsetInfo(codec);
+        return capsetInfo(codec, this.capsets, this.arg(0));
       case Cmd.GET_CAPSET:
-        return this.capset(codec);
+        return capsetData(codec, this.capsets, this.arg(0), this.arg(1));
       case Cmd.RESOURCE_CREATE_2D:
         // As QEMU: a 2D resource is a virgl 2D texture usable as a render target, top row first.
         this.create([this.arg(0), PIPE_TEXTURE_2D, this.arg(1), BIND_RENDER_TARGET, this.arg(2), this.arg(3), 1, 1, 0, 0, Y_0_TOP]);
@@ -195,33 +196,6 @@ export class VirglDevice {
       if (this.lastAnswer.get(timeline) === answer) this.lastAnswer.delete(timeline);
     });
     return DEFERRED;
-  }
-
-  private capsetInfo(codec: Codec): number {
-    const index = this.arg(0);
-    const cap = this.capsets[index];
-    if (!cap) throw new GpuError('param', `capset index ${index} out of range (${this.capsets.length} capsets)`);
-    const r = codec.rec;
-    header(codec, Resp.OK_CAPSET_INFO, r[R_FLAGS], r[R_FENCE_LO], r[R_FENCE_HI], r[R_CTX], r[R_RING]);
-    const v = codec.respView;
-    v.setUint32(HDR_SIZE, cap.id, true);
-    v.setUint32(HDR_SIZE + 4, cap.maxVersion, true);
-    v.setUint32(HDR_SIZE + 8, cap.maxSize, true);
-    v.setUint32(HDR_SIZE + 12, 0, true);
-    return CAPSET_INFO_SIZE;
-  }
-
-  private capset(codec: Codec): number {
-    const id = this.arg(0), version = this.arg(1);
-    const cap = this.capsets.find((c) => c.id === id);
-    if (!cap) throw new GpuError('param', `capset ${id} is not offered`);
-    if (version > cap.maxVersion) throw new GpuError('param', `capset ${id} version ${version} > ${cap.maxVersion}`);
-    const len = HDR_SIZE + cap.data.length;
-    if (len > codec.respCapacity || len > (codec.rec[R_WLEN] >>> 0)) throw new GpuError('unspec', `capset response of ${len} bytes does not fit`);
-    const r = codec.rec;
-    header(codec, Resp.OK_CAPSET, r[R_FLAGS], r[R_FENCE_LO], r[R_FENCE_HI], r[R_CTX], r[R_RING]);
-    codec.resp.set(cap.data, HDR_SIZE);
-    return len;
   }
 
   /** args: handle, target, format, bind, width, height, depth, array_size, last_level, nr_samples, flags. */
@@ -343,17 +317,4 @@ export class VirglDevice {
     for (const id of [...this.contexts.keys()]) this.destroyContext(id);
     for (const res of [...this.resources.values()]) this.unref(res);
   }
-}
-
-/** Write a response header (fence and ring echoed from the request fields) and return its length. */
-export function header(codec: Codec, type: number, reqFlags: number, fenceLo: number, fenceHi: number, ctx: number, ring: number): number {
-  const v = codec.respView;
-  const flags = reqFlags & (FLAG_FENCE | FLAG_INFO_RING_IDX);
-  v.setUint32(0, type, true);
-  v.setUint32(4, flags, true);
-  v.setUint32(8, flags & FLAG_FENCE ? fenceLo : 0, true);
-  v.setUint32(12, flags & FLAG_FENCE ? fenceHi : 0, true);
-  v.setUint32(16, ctx, true);
-  v.setUint32(20, flags & FLAG_INFO_RING_IDX ? ring & 0xff : 0, true);
-  return HDR_SIZE;
 }
