@@ -150,10 +150,21 @@ export class VirtQueue {
       const len = write(this.codec);
       this.codec.push(this.index, slot, len);
       this.codec.resp.set(saved);
-      if (this.codec.needNotify(this.index)) this.notify();
-      if (!this.waiting) this.process(); // a chain may have waited for a free slot
+      // Fences signalled together complete in the same microtask run: one notify for them all.
+      if (!this.afterCompletionsQueued) {
+        this.afterCompletionsQueued = true;
+        queueMicrotask(this.afterCompletions);
+      }
     };
   }
+
+  private afterCompletionsQueued = false;
+  private readonly afterCompletions = (): void => {
+    this.afterCompletionsQueued = false;
+    if (this.stopped) return;
+    if (this.codec.needNotify(this.index)) this.notify();
+    if (!this.waiting) this.process(); // a chain may have waited for a free slot
+  };
 
   private finishWaiting(gen: number, slot: number, len: number): void {
     if (gen !== this.generation) return; // the ring was stopped meanwhile: its slot is gone

@@ -44,7 +44,7 @@ describe('VirtQueue: deferred completions', () => {
     ring.addChain([{ addr: r, len: req.length }, { addr: w, len: 24, write: true }], first);
   }
 
-  it('goes on past a deferred command and pushes its answer when completed', () => {
+  it('goes on past a deferred command and pushes its answer when completed', async () => {
     submit(0x0207, 7, 0);
     submit(0x0101, 8, 2);
     q.process();
@@ -59,7 +59,20 @@ describe('VirtQueue: deferred completions', () => {
     expect(ring.usedIdx()).toBe(2);
     expect(ring.usedElem(1)).toEqual({ id: 0, len: 24 });
     expect(ram.u32(resps[0] + 8n)).toBe(7);
+    expect(notified).toBe(1); // the notify comes after the completions of this run
+    await Promise.resolve();
     expect(notified).toBe(2);
+  });
+
+  it('notifies once for completions that arrive together', async () => {
+    for (let i = 0; i < 3; i++) submit(0x0207, i, 2 * i);
+    q.process();
+    expect(later).toHaveLength(3);
+    const before = notified;
+    for (const l of later) l.done((c) => (c.respView.setUint32(0, 0x1100, true), 24));
+    await Promise.resolve();
+    expect(ring.usedIdx()).toBe(3);
+    expect(notified - before).toBe(1);
   });
 
   it('drops a completion that arrives after the ring was stopped', () => {
