@@ -47,7 +47,8 @@ export function parseOptions(argv: string[], version: string): Options {
     .option('socket-path', { alias: 's', type: 'string', describe: 'Listen for the vhost-user front-end on this UNIX socket' })
     .option('fd', { type: 'number', describe: 'Use this inherited, already connected vhost-user socket' })
     .option('print-capabilities', { type: 'boolean', default: false, describe: 'Print the backend capabilities as JSON and exit' })
-    .option('gpu-mode', { alias: 'g', type: 'string', choices: GPU_MODES as unknown as string[], default: '2d', describe: 'Renderer' })
+    .option('gpu-mode', { alias: 'g', type: 'string', choices: GPU_MODES as unknown as string[], describe: 'Renderer (default 2d; virglrenderer with --virgl)' })
+    .option('virgl', { type: 'boolean', default: false, describe: 'Same as --gpu-mode virglrenderer (QEMU C backend\'s flag, passed by libvirt for accel3d)' })
     .option('capset', { alias: 'c', type: 'string', describe: 'Comma-separated capsets to offer (none exist in 2d mode)' })
     .option('use-egl', { type: 'boolean', describe: 'virglrenderer: use EGL (default unless --use-glx)' })
     .option('use-gles', { type: 'boolean', default: false, describe: 'virglrenderer: use GLES instead of desktop GL' })
@@ -71,13 +72,14 @@ export function parseOptions(argv: string[], version: string): Options {
     socketPath: parsed['socket-path'],
     fd: parsed.fd,
     printCapabilities: parsed['print-capabilities'] as boolean,
-    gpuMode: parsed['gpu-mode'] as GpuMode,
+    gpuMode: (parsed['gpu-mode'] ?? (parsed.virgl ? 'virglrenderer' : '2d')) as GpuMode,
     capsets: parsed.capset ? String(parsed.capset).split(',').map((s) => s.trim()).filter(Boolean) : [],
     maxHostMemory: parseSize(String(parsed['max-host-memory'])),
     logLevel: parsed['log-level'] as LogLevel,
     virglFlags: virglFlags(parsed['use-egl'] as boolean | undefined, parsed['use-surfaceless'] as boolean | undefined, parsed['use-gles'] as boolean, parsed['use-glx'] as boolean),
     renderNode: parsed['render-node'],
   };
+  if (parsed.virgl && opts.gpuMode !== 'virglrenderer') throw new Error(`--virgl contradicts --gpu-mode ${opts.gpuMode}`);
   if (opts.gpuMode === 'virglrenderer' && opts.capsets.length === 0) opts.capsets = [...CAPSETS_BY_MODE.virglrenderer];
   if (opts.printCapabilities) return opts; // QEMU's convention: ignore other options
   if (opts.socketPath !== undefined && opts.fd !== undefined) throw new Error('--socket-path and --fd are mutually exclusive');

@@ -44,6 +44,8 @@ describe('command line', () => {
     [['--socket-path', '/tmp/a', '--max-host-memory', 'lots'], /--max-host-memory: cannot parse/],
     [['--socket-path', '/tmp/a', '--bogus'], /Unknown argument/],
     [['--fd', '-4'], /--fd/],
+    [['--socket-path', '/tmp/a', '--virgl', '--gpu-mode', '2d'], /--virgl contradicts --gpu-mode 2d/],
+    [['--socket-path', '/tmp/a', '--gpu-mode', 'virglrenderer', '--use-glx', '--use-egl'], /mutually exclusive/],
     [['--socket-path', '/nonexistent-dir/x.sock'], /listen on \/nonexistent-dir\/x.sock failed/],
   ];
   for (const [args, msg] of bad) {
