@@ -6,13 +6,25 @@ import { readFileSync } from 'node:fs';
 import { packagePath } from '../package-path.js';
 import { log } from '../log.js';
 import { parseOptions, capabilities, type Options } from './options.js';
-import { startDaemon } from '../daemon/daemon.js';
+import { startDaemon, startVirgl } from '../daemon/daemon.js';
 
 function version(): string {
   return (JSON.parse(readFileSync(packagePath('package.json'), 'utf8')) as { version: string }).version;
 }
 
-function main(): void {
+/** Whether virglrenderer loads and initialises here (for --print-capabilities). */
+async function virglWorks(opts: Options): Promise<boolean> {
+  try {
+    const c = await startVirgl({ ...opts, capsets: ['virgl', 'virgl2'] });
+    const ok = c.capsets().length > 0;
+    await c.close();
+    return ok;
+  } catch {
+    return false;
+  }
+}
+
+async function main(): Promise<void> {
   let opts: Options;
   try {
     opts = parseOptions(process.argv.slice(2), version());
@@ -21,16 +33,19 @@ function main(): void {
     process.exit(1);
   }
   if (opts.printCapabilities) {
-    process.stdout.write(`${JSON.stringify(capabilities(), null, 2)}\n`);
-    return;
+    log.setLevel('error');
+    process.stdout.write(`${JSON.stringify(capabilities(await virglWorks(opts)), null, 2)}\n`);
+    process.exit(0);
   }
   log.setLevel(opts.logLevel);
   try {
-    startDaemon(opts);
+    // The renderer starts before we listen: a missing or broken virglrenderer is one error line.
+    const virgl = opts.gpuMode === 'virglrenderer' ? await startVirgl(opts) : null;
+    startDaemon(opts, virgl);
   } catch (e) {
     log.error((e as Error).message);
     process.exit(1);
   }
 }
 
-main();
+void main();

@@ -5,7 +5,7 @@
 import yargs from 'yargs';
 import { LOG_LEVELS, type LogLevel } from '../log.js';
 
-export const GPU_MODES = ['2d'] as const;
+export const GPU_MODES = ['2d', 'virglrenderer'] as const;
 export type GpuMode = (typeof GPU_MODES)[number];
 
 export interface Options {
@@ -16,10 +16,17 @@ export interface Options {
   capsets: string[];
   maxHostMemory: number;
   logLevel: LogLevel;
+  /** virgl_renderer_init flags (virglrenderer mode). */
+  virglFlags: number;
+  /** --render-node: accepted for QEMU's C backend compatibility (see README). */
+  renderNode?: string;
 }
 
 /** Capset names per GPU mode; 2D has none. */
-export const CAPSETS_BY_MODE: Record<GpuMode, readonly string[]> = { '2d': [] };
+export const CAPSETS_BY_MODE: Record<GpuMode, readonly string[]> = { '2d': [], virglrenderer: ['virgl', 'virgl2'] };
+
+// virgl_renderer_init flags (virglrenderer.h), as src/native.ts's VirglFlags.
+const USE_EGL = 1 << 0, THREAD_SYNC = 1 << 1, USE_GLX = 1 << 2, USE_SURFACELESS = 1 << 3, USE_GLES = 1 << 4;
 
 const SIZE_UNITS: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
 
@@ -40,8 +47,14 @@ export function parseOptions(argv: string[], version: string): Options {
     .option('socket-path', { alias: 's', type: 'string', describe: 'Listen for the vhost-user front-end on this UNIX socket' })
     .option('fd', { type: 'number', describe: 'Use this inherited, already connected vhost-user socket' })
     .option('print-capabilities', { type: 'boolean', default: false, describe: 'Print the backend capabilities as JSON and exit' })
-    .option('gpu-mode', { alias: 'g', type: 'string', choices: GPU_MODES as unknown as string[], default: '2d', describe: 'Renderer' })
+    .option('gpu-mode', { alias: 'g', type: 'string', choices: GPU_MODES as unknown as string[], describe: 'Renderer (default 2d; virglrenderer with --virgl)' })
+    .option('virgl', { type: 'boolean', default: false, describe: 'Same as --gpu-mode virglrenderer (QEMU C backend\'s flag, passed by libvirt for accel3d)' })
     .option('capset', { alias: 'c', type: 'string', describe: 'Comma-separated capsets to offer (none exist in 2d mode)' })
+    .option('use-egl', { type: 'boolean', describe: 'virglrenderer: use EGL (default unless --use-glx)' })
+    .option('use-gles', { type: 'boolean', default: false, describe: 'virglrenderer: use GLES instead of desktop GL' })
+    .option('use-surfaceless', { type: 'boolean', describe: 'virglrenderer: EGL surfaceless platform (default with EGL)' })
+    .option('use-glx', { type: 'boolean', default: false, describe: 'virglrenderer: use GLX (X display needed)' })
+    .option('render-node', { type: 'string', describe: 'virglrenderer: DRM render node (accepted; EGL picks its device)' })
     .option('max-host-memory', { type: 'string', default: '1G', describe: 'Cap on host memory for guest resources (e.g. 512M, 2G)' })
     .option('log-level', { type: 'string', choices: LOG_LEVELS, default: 'info', describe: 'Log verbosity (stderr)' })
     .version(version)
@@ -59,11 +72,15 @@ export function parseOptions(argv: string[], version: string): Options {
     socketPath: parsed['socket-path'],
     fd: parsed.fd,
     printCapabilities: parsed['print-capabilities'] as boolean,
-    gpuMode: parsed['gpu-mode'] as GpuMode,
+    gpuMode: (parsed['gpu-mode'] ?? (parsed.virgl ? 'virglrenderer' : '2d')) as GpuMode,
     capsets: parsed.capset ? String(parsed.capset).split(',').map((s) => s.trim()).filter(Boolean) : [],
     maxHostMemory: parseSize(String(parsed['max-host-memory'])),
     logLevel: parsed['log-level'] as LogLevel,
+    virglFlags: virglFlags(parsed['use-egl'] as boolean | undefined, parsed['use-surfaceless'] as boolean | undefined, parsed['use-gles'] as boolean, parsed['use-glx'] as boolean),
+    renderNode: parsed['render-node'],
   };
+  if (parsed.virgl && opts.gpuMode !== 'virglrenderer') throw new Error(`--virgl contradicts --gpu-mode ${opts.gpuMode}`);
+  if (opts.gpuMode === 'virglrenderer' && opts.capsets.length === 0) opts.capsets = [...CAPSETS_BY_MODE.virglrenderer];
   if (opts.printCapabilities) return opts; // QEMU's convention: ignore other options
   if (opts.socketPath !== undefined && opts.fd !== undefined) throw new Error('--socket-path and --fd are mutually exclusive');
   if (opts.socketPath === undefined && opts.fd === undefined) throw new Error('one of --socket-path or --fd is required');
@@ -78,7 +95,20 @@ export function parseOptions(argv: string[], version: string): Options {
   return opts;
 }
 
-/** QEMU's --print-capabilities JSON: only what really works. */
-export function capabilities(): { type: 'gpu'; features: string[] } {
-  return { type: 'gpu', features: [] };
+/** Init flags from vhost-device-gpu's --use-* flags; THREAD_SYNC always (the component needs it). */
+function virglFlags(egl: boolean | undefined, surfaceless: boolean | undefined, gles: boolean, glx: boolean): number {
+  if (glx && egl) throw new Error('--use-glx and --use-egl are mutually exclusive');
+  let f = THREAD_SYNC;
+  if (glx) f |= USE_GLX;
+  else {
+    f |= USE_EGL;
+    if (surfaceless !== false) f |= USE_SURFACELESS;
+  }
+  if (gles) f |= USE_GLES;
+  return f;
+}
+
+/** QEMU's --print-capabilities JSON: only what really works (virgl only if virglrenderer started here). */
+export function capabilities(virglWorks: boolean): { type: 'gpu'; features: string[] } {
+  return { type: 'gpu', features: virglWorks ? ['virgl', 'render-node'] : [] };
 }

@@ -12,12 +12,15 @@ import { GpuDevice } from '../device/gpu-device.js';
 import type { GuestAccess } from '../device/backing.js';
 import { DisplayChannel } from '../display/display-channel.js';
 import { DisplayPort } from '../display/display-port.js';
+import type { VirglComponent } from '../renderers/virgl/component.js';
 
 export const CONTROL_QUEUE = 0;
 export const CURSOR_QUEUE = 1;
 
 export interface GpuBackendOptions {
   maxHostMemory: number;
+  /** The started virglrenderer component in virglrenderer mode (shared by the sessions). */
+  virgl?: VirglComponent | null;
 }
 
 export class GpuBackend implements VhostUserBackend {
@@ -28,6 +31,7 @@ export class GpuBackend implements VhostUserBackend {
   private readonly queues: (VirtQueue | null)[] = [null, null];
   private readonly port = new DisplayPort();
   private readonly device: GpuDevice;
+  private readonly virglMode: boolean;
   private memory: GuestMemory | null = null;
   /** Whether the control queue ever ran with the current device state. */
   private deviceUsed = false;
@@ -41,11 +45,12 @@ export class GpuBackend implements VhostUserBackend {
       translate: (gpa, len, each) => this.codecs[CONTROL_QUEUE].translate(gpa, len, each),
       chunkHost: (chunk) => this.memory!.chunks[chunk].host,
     };
-    this.device = new GpuDevice({ maxHostMemory: opts.maxHostMemory, display: this.port, memory: access });
+    this.virglMode = !!opts.virgl;
+    this.device = new GpuDevice({ maxHostMemory: opts.maxHostMemory, display: this.port, memory: access, virgl: opts.virgl });
   }
 
   deviceFeatures(): bigint {
-    return GpuDevice.features();
+    return GpuDevice.features(this.virglMode);
   }
 
   setAckedFeatures(features: bigint): void {
@@ -64,12 +69,13 @@ export class GpuBackend implements VhostUserBackend {
   memoryChanged(mem: GuestMemory): void {
     this.memory = mem;
     for (const c of this.codecs) c.setMemory(mem);
+    this.device.memoryChanged();
   }
 
   startQueue(i: number, layout: RingLayout, notify: () => void, broken: (reason: string) => void): string | null {
     const codec = this.codecs[i];
     const handler = i === CONTROL_QUEUE
-      ? { responds: true, execute: (c: Codec) => this.device.control(c) }
+      ? { responds: true, execute: (c: Codec, q: VirtQueue) => this.device.control(c, q) }
       : { responds: false, execute: (c: Codec) => (this.device.cursor(c), 0) };
     // Display messages of a batch leave in one write, before the guest hears of the batch.
     const flushThenNotify = () => {

@@ -32,7 +32,8 @@ export class Backing {
     return this.gpas.length;
   }
 
-  private resolve(mem: GuestAccess): Float64Array {
+  /** [hostAddr, len] pairs of the backing for the current memory table. */
+  resolve(mem: GuestAccess): Float64Array {
     if (this.resolvedFor === mem.generation) return this.segs;
     const out: number[] = [];
     for (let i = 0; i < this.gpas.length; i++) {

@@ -4,6 +4,9 @@
  */
 import { randomFillSync } from 'node:crypto';
 import type { Codec } from '../queues/codec.js';
+import { DEFERRED, type VirtQueue } from '../queues/virtqueue.js';
+import type { VirglComponent } from '../renderers/virgl/component.js';
+import { VirglDevice } from './virgl-device.js';
 import {
   R_STATUS, R_TYPE, R_FLAGS, R_FENCE_LO, R_FENCE_HI, R_CTX, R_RING, R_ARGS, R_WLEN, R_NENTRIES, R_AVAIL_POS, R_AVAIL_SEEN,
 } from '../queues/layout.js';
@@ -20,6 +23,8 @@ export interface GpuDeviceOptions {
   maxHostMemory: number;
   display: DisplaySink;
   memory: GuestAccess;
+  /** Set in virglrenderer mode: resources and contexts then live in virglrenderer. */
+  virgl?: VirglComponent | null;
 }
 
 /** Default mode reported when QEMU's display does not answer (QEMU's own xres/yres defaults). */
@@ -33,6 +38,8 @@ export class GpuDevice {
   private readonly display: DisplaySink;
   private readonly memory: GuestAccess;
   private acked = 0n;
+  /** The virgl renderer (null in 2D mode): resource and context commands go there. */
+  private readonly virgl: VirglDevice | null;
   private readonly cursorImage = new Uint32Array(CURSOR_SIZE * CURSOR_SIZE);
   /** The record of the command being executed, and a rectangle reused for its rect argument. */
   private rec: Int32Array = new Int32Array(0);
@@ -50,11 +57,13 @@ export class GpuDevice {
     this.display = opts.display;
     this.memory = opts.memory;
     this.scanouts = new Scanouts(opts.display);
+    this.virgl = opts.virgl ? new VirglDevice({ component: opts.virgl, budget: this.budget, memory: opts.memory, display: opts.display }) : null;
   }
 
   /** Device feature bits offered (the transport adds the ring and vhost-user bits). */
-  static features(): bigint {
-    return (1n << BigInt(GpuFeature.EDID)) | (1n << BigInt(GpuFeature.RESOURCE_UUID));
+  static features(virgl = false): bigint {
+    const base = (1n << BigInt(GpuFeature.EDID)) | (1n << BigInt(GpuFeature.RESOURCE_UUID));
+    return virgl ? base | (1n << BigInt(GpuFeature.VIRGL)) | (1n << BigInt(GpuFeature.CONTEXT_INIT)) : base;
   }
 
   setAckedFeatures(f: bigint): void {
@@ -69,6 +78,7 @@ export class GpuDevice {
   config(): Uint8Array {
     const c = new Uint8Array(16);
     new DataView(c.buffer).setUint32(8, 1, true);
+    new DataView(c.buffer).setUint32(12, this.virgl?.capsets.length ?? 0, true);
     return c;
   }
 
@@ -77,17 +87,23 @@ export class GpuDevice {
     this.scanouts.refresh(id, r);
   }
 
+  /** The guest memory table changed (renderers holding host addresses must follow). */
+  memoryChanged(): void {
+    this.virgl?.memoryChanged();
+  }
+
   reset(): void {
     this.displayInfoCache = null;
     this.scanouts.reset();
     this.resources.clear();
+    this.virgl?.reset();
   }
 
   /**
    * Execute the control command decoded in codec.rec; the response goes to codec.resp.
    * Returns the response length, or a promise of it for commands that wait for QEMU's display.
    */
-  control(codec: Codec): number | Promise<number> {
+  control(codec: Codec, queue?: VirtQueue): number | Promise<number> {
     const rec = codec.rec;
     const type = rec[R_TYPE] >>> 0;
     const status = rec[R_STATUS];
@@ -96,7 +112,8 @@ export class GpuDevice {
       return this.header(codec, status);
     }
     try {
-      const r = this.execute(codec, type);
+      const r = this.execute(codec, type, queue);
+      if (r === DEFERRED) return r;
       if (typeof r === 'number') return this.fit(codec, r);
       return r.then((len) => this.fit(codec, len), (e) => this.fail(codec, type, e));
     } catch (e) {
@@ -146,10 +163,15 @@ export class GpuDevice {
     return r;
   }
 
-  private execute(codec: Codec, type: number): number | Promise<number> {
+  private execute(codec: Codec, type: number, queue: VirtQueue | undefined): number | Promise<number> {
     const rec = codec.rec;
     this.rec = rec;
     if (this.displayInfoCache && type !== Cmd.GET_DISPLAY_INFO) this.expireDisplayInfo(rec[R_AVAIL_POS]);
+    if (this.virgl !== null && queue) {
+      if (type >= Cmd.CTX_CREATE && type <= Cmd.SUBMIT_3D && !this.has(GpuFeature.VIRGL)) throw new GpuError('unspec', 'VIRGL was not negotiated');
+      const r = this.virgl.execute(codec, type, queue, this.has(GpuFeature.CONTEXT_INIT));
+      if (r !== null) return r;
+    }
     switch (type) {
       case Cmd.GET_DISPLAY_INFO:
         return this.getDisplayInfo(codec);
@@ -195,7 +217,7 @@ export class GpuDevice {
         break;
       case Cmd.RESOURCE_ASSIGN_UUID:
         if (!this.has(GpuFeature.RESOURCE_UUID)) throw new GpuError('unspec', 'RESOURCE_UUID was not negotiated');
-        return this.assignUuid(codec, this.resources.get(this.arg(0)));
+        return this.assignUuid(codec, this.virgl ? this.virgl.resource(this.arg(0)) : this.resources.get(this.arg(0)));
       case Cmd.GET_CAPSET_INFO:
         throw new GpuError('param', `capset index ${this.arg(0)} out of range: no capsets in 2D mode`);
       case Cmd.GET_CAPSET:
@@ -271,7 +293,7 @@ export class GpuDevice {
     return EDID_RESP_SIZE;
   }
 
-  private assignUuid(codec: Codec, res: Resource2D): number {
+  private assignUuid(codec: Codec, res: { uuid: Uint8Array | null }): number {
     if (!res.uuid) {
       res.uuid = randomFillSync(new Uint8Array(16));
       res.uuid[6] = (res.uuid[6] & 0x0f) | 0x40; // RFC 4122 version 4
@@ -307,6 +329,10 @@ export class GpuDevice {
         return;
       }
       try {
+        if (this.virgl) {
+          this.virgl.scanouts.cursor(this.virgl.resource(resId), scanout, x, y, this.arg(5), this.arg(6));
+          return;
+        }
         const res = this.resources.get(resId);
         if (res.width !== CURSOR_SIZE || res.height !== CURSOR_SIZE) {
           throw new GpuError('param', `cursor resource ${resId} is ${res.width}x${res.height}, not 64x64`);

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { packagePath } from '../package-path.js';
 import type { GuestMemory, Chunk } from '../transport/guest-memory.js';
-import { REC_WORDS, SEG_SIZE } from './layout.js';
+import { REC_WORDS, SEG_SIZE, R_NREAD } from './layout.js';
 
 interface CodecExports {
   mem_clear(): void;
@@ -47,6 +47,8 @@ export class Codec {
   readonly entries: DataView;
   readonly respCapacity: number;
   private readonly xlate: Uint32Array;
+  /** Segments of the current chain {chunk, off, len}, readable ones first. */
+  private readonly chain: Uint32Array;
   readonly maxChunks: number;
   readonly maxEntries: number;
   private chunks: readonly Chunk[] = [];
@@ -64,6 +66,7 @@ export class Codec {
     this.entries = new DataView(buf, at(7), this.maxEntries * 16);
     this.xlate = new Uint32Array(buf, at(9), at(10) * (SEG_SIZE / 4));
     this.maxChunks = at(11);
+    this.chain = new Uint32Array(buf, at(6), 4096 * (SEG_SIZE / 4));
   }
 
   static create(): Codec {
@@ -125,6 +128,26 @@ export class Codec {
 
   /** Readable bytes [from, from+len) of the current chain into codec memory at `dst`. */
   chainRead(from: number, dst: number, len: number): number { return this.x.chain_read(from, dst, len); }
+
+  /**
+   * Copy readable bytes [from, from+len) of the current chain straight from guest memory to
+   * dst[dstOff..] (no bound on len, unlike chainRead). Returns the bytes copied (less at the end).
+   */
+  copyReadable(from: number, dst: Uint8Array, dstOff: number, len: number): number {
+    const n = this.rec[R_NREAD];
+    let pos = 0, done = 0;
+    for (let i = 0; i < n && done < len; i++) {
+      const c = this.chain[3 * i], off = this.chain[3 * i + 1], segLen = this.chain[3 * i + 2];
+      const start = Math.max(from + done - pos, 0);
+      if (start < segLen) {
+        const take = Math.min(segLen - start, len - done);
+        dst.set(this.chunks[c].bytes.subarray(off + start, off + start + take), dstOff + done);
+        done += take;
+      }
+      pos += segLen;
+    }
+    return done;
+  }
 
   /** Whether [gpa, gpa+len) is entirely guest memory. */
   rangeValid(gpa: bigint, len: number): boolean { return this.x.range_valid(gpa, BigInt(len)) !== 0; }

@@ -8,14 +8,28 @@ import { Codec } from './codec.js';
 import type { RingLayout } from '../transport/backend.js';
 import { POP_BROKEN, POP_CHAIN, POP_EMPTY, R_SLOT, R_STATUS, CHAIN_ERRORS, BROKEN_REASONS, SETUP_ERRORS } from './layout.js';
 
+/**
+ * A handler's answer meaning "I will complete this chain later" (a fenced 3D command): the queue
+ * goes on; the handler calls the completer it got from VirtQueue.defer().
+ */
+export const DEFERRED = -1;
+
+/** Completes one deferred chain: `write` builds the response in codec.resp right before the push. */
+export type Completer = (write: (codec: Codec) => number) => void;
+
 /** Chains processed per turn of the event loop. */
 const BATCH_BUDGET = 1024;
+/** Deferred responses are headers only. */
+const DEFERRED_RESP_MAX = 24;
 
 export interface QueueHandler {
   /** Whether chains on this queue carry a response (control queue) or not (cursor queue). */
   readonly responds: boolean;
-  /** Execute the decoded command; return the response length (or a promise of it). */
-  execute(codec: Codec): number | Promise<number>;
+  /**
+   * Execute the decoded command; return the response length, a promise of it (pauses the
+   * queue), or DEFERRED after taking a completer with queue.defer().
+   */
+  execute(codec: Codec, queue: VirtQueue): number | Promise<number>;
 }
 
 
@@ -94,7 +108,8 @@ export class VirtQueue {
         pushed++;
         continue;
       }
-      const len = this.handler.execute(codec);
+      const len = this.handler.execute(codec, this);
+      if (len === DEFERRED) continue;
       if (typeof len === 'number') {
         codec.push(q, slot, len);
         pushed++;
@@ -113,6 +128,35 @@ export class VirtQueue {
     }
     if (pushed > 0 && codec.needNotify(q)) this.notify();
   }
+
+  /**
+   * A completer for the chain being executed (call from execute only). Completions may come in
+   * any order; one arriving after the ring was stopped is dropped. codec.resp may hold the
+   * response of a paused command not pushed yet, so the bytes the writer overwrites are restored.
+   */
+  defer(): Completer {
+    const slot = this.codec.rec[R_SLOT], gen = this.generation;
+    return (write) => {
+      if (gen !== this.generation) return;
+      const saved = this.codec.resp.slice(0, DEFERRED_RESP_MAX);
+      const len = write(this.codec);
+      this.codec.push(this.index, slot, len);
+      this.codec.resp.set(saved);
+      // Fences signalled together complete in the same microtask run: one notify for them all.
+      if (!this.afterCompletionsQueued) {
+        this.afterCompletionsQueued = true;
+        queueMicrotask(this.afterCompletions);
+      }
+    };
+  }
+
+  private afterCompletionsQueued = false;
+  private readonly afterCompletions = (): void => {
+    this.afterCompletionsQueued = false;
+    if (this.stopped) return;
+    if (this.codec.needNotify(this.index)) this.notify();
+    if (!this.waiting) this.process(); // a chain may have waited for a free slot
+  };
 
   private finishWaiting(gen: number, slot: number, len: number): void {
     if (gen !== this.generation) return; // the ring was stopped meanwhile: its slot is gone

@@ -20,10 +20,10 @@ function waitFor(cond: () => boolean, ms: number): Promise<void> {
 }
 
 describe('command line', () => {
-  it('prints QEMU-style capabilities, listing nothing that does not work in 2D', () => {
+  it('prints QEMU-style capabilities, listing virgl only because virglrenderer initialises here', () => {
     const r = run('--print-capabilities');
     expect(r.status).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ type: 'gpu', features: [] });
+    expect(JSON.parse(r.stdout)).toEqual({ type: 'gpu', features: ['virgl', 'render-node'] });
   });
 
   it('prints help and version', () => {
@@ -44,6 +44,8 @@ describe('command line', () => {
     [['--socket-path', '/tmp/a', '--max-host-memory', 'lots'], /--max-host-memory: cannot parse/],
     [['--socket-path', '/tmp/a', '--bogus'], /Unknown argument/],
     [['--fd', '-4'], /--fd/],
+    [['--socket-path', '/tmp/a', '--virgl', '--gpu-mode', '2d'], /--virgl contradicts --gpu-mode 2d/],
+    [['--socket-path', '/tmp/a', '--gpu-mode', 'virglrenderer', '--use-glx', '--use-egl'], /mutually exclusive/],
     [['--socket-path', '/nonexistent-dir/x.sock'], /listen on \/nonexistent-dir\/x.sock failed/],
   ];
   for (const [args, msg] of bad) {

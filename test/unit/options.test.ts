@@ -1,0 +1,26 @@
+// Command-line mapping of the virglrenderer options (exit codes and messages: test/integration/cli.test.ts).
+import { describe, it, expect } from 'vitest';
+import { parseOptions } from '../../src/cli/options.js';
+import { VirglFlags as F } from '../../src/native.js';
+
+const parse = (...args: string[]) => parseOptions(['--socket-path', '/tmp/x.sock', ...args], '0.0.0');
+
+describe('options: virglrenderer mode', () => {
+  it('defaults to 2D without capsets, and to both capsets with EGL surfaceless in virgl mode', () => {
+    expect(parse()).toMatchObject({ gpuMode: '2d', capsets: [] });
+    const v = parse('--gpu-mode', 'virglrenderer');
+    expect(v).toMatchObject({ gpuMode: 'virglrenderer', capsets: ['virgl', 'virgl2'] });
+    expect(v.virglFlags).toBe(F.USE_EGL | F.USE_SURFACELESS | F.THREAD_SYNC);
+  });
+
+  it('takes --virgl (libvirt) as virglrenderer mode, and --render-node', () => {
+    expect(parse('--virgl', '--render-node', '/dev/dri/renderD128')).toMatchObject({ gpuMode: 'virglrenderer', renderNode: '/dev/dri/renderD128' });
+  });
+
+  it('maps --use-* to init flags', () => {
+    expect(parse('-g', 'virglrenderer', '--use-gles').virglFlags).toBe(F.USE_EGL | F.USE_SURFACELESS | F.USE_GLES | F.THREAD_SYNC);
+    expect(parse('-g', 'virglrenderer', '--use-surfaceless', 'false').virglFlags).toBe(F.USE_EGL | F.THREAD_SYNC);
+    expect(parse('-g', 'virglrenderer', '--use-glx').virglFlags).toBe(F.USE_GLX | F.THREAD_SYNC);
+    expect(parse('-g', 'virglrenderer', '-c', 'virgl2').capsets).toEqual(['virgl2']);
+  });
+});
