@@ -96,20 +96,32 @@ export async function startBackend(cmd: readonly string[], socketPath: string, o
   let timer: NodeJS.Timeout | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
-      const fail = (why: string) => reject(new Error(`${cmd.join(' ')}: ${why}\n--- stderr ---\n${backend.stderr()}`));
-      timer = setTimeout(() => fail(`socket ${socketPath} not ready within ${timeoutMs} ms`), timeoutMs);
-      void backend.exited.then((e) => fail(`exited before accepting a connection (code ${e.code}, signal ${e.signal})`));
-      let attempts = 0;
-      const tryConnect = (): void => {
-        if (!backend.running) return;
-        const fd = native().connectUnix(socketPath);
-        if (fd >= 0) { backend.setConnection(fd); resolve(); return; }
-        if (fd !== -ECONNREFUSED && fd !== -ENOENT) { fail(`connect failed: errno ${-fd}`); return; }
-        // The file exists between bind() and listen(): a few immediate retries cover that gap;
-        // otherwise wait for the next directory event.
-        if (existsSync(socketPath) && ++attempts < 1000 && Date.now() < deadline) setImmediate(tryConnect);
+      let done = false;
+      const fail = (why: string) => {
+        done = true;
+        reject(new Error(`${cmd.join(' ')}: ${why}\n--- stderr ---\n${backend.stderr()}`));
       };
-      onAppear = tryConnect;
+      let attempts = 0;
+      timer = setTimeout(() => fail(`socket ${socketPath} not ready within ${timeoutMs} ms ` +
+        `(${existsSync(socketPath) ? `the file exists; ${attempts} connection attempts refused` : 'no socket file'})`), timeoutMs);
+      void backend.exited.then((e) => fail(`exited before accepting a connection (code ${e.code}, signal ${e.signal})`));
+      let retrying = false;
+      const tryConnect = (): void => {
+        if (!backend.running || done) return;
+        const fd = native().connectUnix(socketPath);
+        if (fd >= 0) { done = true; backend.setConnection(fd); resolve(); return; }
+        if (fd !== -ECONNREFUSED && fd !== -ENOENT) { fail(`connect failed: errno ${-fd}`); return; }
+        // The file exists between bind() and listen(), and no directory event marks listen(): retry,
+        // immediately at first, then every few ms (a loaded machine may deschedule the back-end in
+        // between). Without the file, wait for the next directory event.
+        if (!existsSync(socketPath) || Date.now() >= deadline) return;
+        attempts++;
+        retrying = true;
+        const again = () => { retrying = false; tryConnect(); };
+        if (attempts < 200) setImmediate(again); else setTimeout(again, Math.min(10, attempts - 199));
+      };
+      const onEvent = (): void => { if (!retrying) tryConnect(); };
+      onAppear = onEvent;
       if (existsSync(socketPath)) tryConnect();
     });
   } catch (e) {

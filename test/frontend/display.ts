@@ -66,6 +66,12 @@ export class DisplayPeer {
   edidDropped = 0;
   readonly cursor: CursorState = { scanoutId: 0, x: 0, y: 0, hotX: 0, hotY: 0, visible: false, image: null };
   recordEvents: boolean;
+  /**
+   * Called after every message has been handled (counters, updateBytes, cursor and surfaces
+   * already updated), with its type and payload size. For benchmarks that time UPDATE or
+   * CURSOR_UPDATE arrival without recording events; keep it cheap, it runs on every message.
+   */
+  onHandled: ((type: number, size: number) => void) | null = null;
 
   private readonly surfaces: (Surface | null)[] = new Array(GPU_MAX_SCANOUTS).fill(null);
   private readonly dmabufFds: (number | null)[] = new Array(GPU_MAX_SCANOUTS).fill(null);
@@ -259,6 +265,7 @@ export class DisplayPeer {
     const e = this.current;
     if (e) { this.current = null; this.log.push(e); }
     this.log.counted();
+    this.onHandled?.(req, size);
   }
 
   private composite(id: number, x: number, y: number, w: number, h: number, src: number, avail: number): void {

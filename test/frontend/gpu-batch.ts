@@ -8,6 +8,8 @@ import { CONTROL, CURSOR } from './gpu-submit.js';
 import type { GpuSubmitter, CommandBatchState, Slot } from './gpu-submit.js';
 import { RESP_SIZE, encCreate2d, encCursor, encFlush, encResourceOnly, encSetScanout, encTransfer2d } from './gpu-protocol.js';
 import type { HeaderOptions } from './gpu-protocol.js';
+import { writeU64At } from './guest-memory.js';
+import type { GuestRange } from './guest-memory.js';
 
 export interface BatchResult {
   /** Commands completed. */
@@ -48,6 +50,24 @@ export class CommandBatch implements CommandBatchState {
   resourceUnref(resourceId: number, hdr?: HeaderOptions): this {
     const s = this.slot(CONTROL, GpuCmd.RESOURCE_UNREF, hdr, 32, RESP_SIZE.NODATA);
     return this.push(CONTROL, s, encResourceOnly(this.d.ram.view, s.reqOff, resourceId));
+  }
+
+  /**
+   * RESOURCE_ATTACH_BACKING with these entries in the request itself (one readable buffer, unlike
+   * GpuDriver.attachBacking, which splits as Linux does). The driver does not track the backing.
+   */
+  resourceAttachBacking(resourceId: number, entries: readonly GuestRange[], hdr?: HeaderOptions): this {
+    const len = 32 + 16 * entries.length;
+    const s = this.slot(CONTROL, GpuCmd.RESOURCE_ATTACH_BACKING, hdr, len, RESP_SIZE.NODATA);
+    const dv = this.d.ram.view;
+    dv.setUint32(s.reqOff + 24, resourceId, true);
+    dv.setUint32(s.reqOff + 28, entries.length, true);
+    for (let i = 0, o = s.reqOff + 32; i < entries.length; i++, o += 16) {
+      writeU64At(dv, o, entries[i]!.gpa);
+      dv.setUint32(o + 8, entries[i]!.len, true);
+      dv.setUint32(o + 12, 0, true);
+    }
+    return this.push(CONTROL, s, len);
   }
 
   setScanout(scanoutId: number, resourceId: number, x: number, y: number, w: number, h: number, hdr?: HeaderOptions): this {

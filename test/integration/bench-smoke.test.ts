@@ -1,0 +1,63 @@
+/**
+ * Keeps the benchmark from rotting: every scenario, very briefly, against our daemon, QEMU's C
+ * back-end (when installed) and the null device, through the real CLI (dist/bench/run.js, built
+ * by `npm test`). Asserts only that figures are produced and positive, never timings.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { packagePath } from '../../src/package-path.js';
+import { SCENARIOS } from '../../bench/scenarios.js';
+import type { Report } from '../../bench/report.js';
+
+const REFERENCE = '/usr/lib/qemu/vhost-user-gpu';
+const RUN = packagePath('dist/bench/run.js');
+
+describe('bench smoke', () => {
+  let dir: string;
+  beforeAll(() => { dir = mkdtempSync(join(tmpdir(), 'vhost-gpu-bench-smoke-')); });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it.skipIf(!existsSync(RUN))('runs every scenario against every back-end and reports positive figures', async () => {
+    const json = join(dir, 'report.json');
+    const backends = [`node ${packagePath('bin/vhost-gpu.js')} --socket-path {socket}`];
+    if (existsSync(REFERENCE)) backends.push(`${REFERENCE} --socket-path {socket}`);
+    const args = [RUN, '--repeats', '1', '--duration-ms', '30', '--warmup-ms', '10', '--json', json,
+      ...backends.flatMap((b) => ['--backend-cmd', b])];
+    const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, args, { timeout: 110_000, maxBuffer: 16 << 20 }, (err, out, errOut) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout: out, stderr: errOut });
+      });
+    });
+    expect(code, `bench exited ${code}\n${stderr}\n${stdout.slice(-4000)}`).toBe(0);
+    expect(stdout).toContain('## Summary');
+
+    const report = JSON.parse(readFileSync(json, 'utf8')) as Report;
+    const names = report.backends.map((b) => b.name);
+    expect(names).toEqual(existsSync(REFERENCE) ? ['ours', 'reference', 'null device'] : ['ours', 'null device']);
+    expect(report.scenarios.map((s) => s.id)).toEqual(SCENARIOS.map((s) => s.id));
+    for (const s of report.scenarios) {
+      for (const b of s.backends) {
+        const where = `${s.id} ${s.name} / ${b.name}`;
+        expect(b.errors, where).toEqual([]);
+        expect(b.runs.length, where).toBe(1);
+        const r = b.runs[0]!;
+        expect(r.opsPerSec, where).toBeGreaterThan(0);
+        expect(r.p50Us, where).toBeGreaterThan(0);
+        expect(r.p99Us, where).toBeGreaterThanOrEqual(r.p50Us);
+        expect(r.driverCpuUsPerOp, where).toBeGreaterThanOrEqual(0);
+        if (s.id === 'a2' || s.id === 'c' || s.id === 'd') expect(r.mbPerSec, where).toBeGreaterThan(0);
+        if (b.name !== 'null device') {
+          expect(r.peakRssKiB, where).toBeGreaterThan(0);
+          expect(r.backendCpuUsPerOp, where).toBeGreaterThanOrEqual(0);
+        }
+      }
+      if (existsSync(REFERENCE)) expect(s.ratio?.opsPerSec, s.id).toBeGreaterThan(0);
+    }
+    expect(report.limits!.memcpy.medianUs).toBeGreaterThan(0);
+    expect(report.limits!.eventfd).toHaveLength(2);
+    for (const e of report.limits!.eventfd) expect(e.p50Us).toBeGreaterThan(0);
+  }, 120_000);
+});
