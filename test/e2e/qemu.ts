@@ -15,12 +15,13 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { packagePath } from '../../src/package-path.js';
 import { promisify } from 'node:util';
 import { vncCapture } from './vnc.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
+// The scripts live in the source tree (also when this file runs compiled, from dist/ for bench:3d).
+const here = packagePath('test/e2e');
 const execFileP = promisify(execFile);
 
 export const QEMU_BIN = process.env.E2E_QEMU ?? 'qemu-system-x86_64';
