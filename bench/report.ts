@@ -121,7 +121,7 @@ export function renderMachine(r: Report): string {
       'a fresh back-end process per run; each repeat sweeps every scenario; within a repeat all back-ends are connected ' +
       `at once and take turns (A B A B …) of ${r.config.sliceMs} ms of steps. ` +
       `Load average (1 min) ${r.load.map((l) => l.toFixed(2)).join(' before, ')}${r.load.length > 1 ? ' after' : ' before'}.`,
-    ...r.backends.map((b) => `- ${b.name} (${b.role}): \`${b.cmd}\``),
+    ...r.backends.map((b) => `- ${b.name}${b.role === b.name ? '' : ` (${b.role})`}: \`${b.cmd}\``),
   ].join('\n');
 }
 
@@ -181,8 +181,8 @@ export function renderSummary(r: Report): string {
       ]),
     ]), '');
     if (r.limits.eventfd[0]) out.push(`eventfd: ${r.limits.eventfd[0].method}.`, '');
-    out.push('A full frame costs a back-end at least: the transfer copy (guest pages → resource), a copy into the UPDATE ' +
-      'message, and the kernel copying that through the socket twice (send, receive): about 4 frame copies per frame.', '');
+    out.push('A full frame costs at least 3 frame copies end to end: guest pages → resource (the transfer), resource → ' +
+      'socket (the kernel, on send) and socket → display (the kernel, on receive); building the UPDATE in a buffer first adds one.', '');
   }
   out.push('## Legend', '',
     '- ops/s: operations per second of the time spent in a back-end\'s own steps in one run (closed loop: one step in flight); med/min over repeats.',
