@@ -7,6 +7,7 @@ import type { Codec } from '../queues/codec.js';
 import { DEFERRED, type VirtQueue } from '../queues/virtqueue.js';
 import type { VirglComponent } from '../renderers/virgl/component.js';
 import { VirglDevice } from './virgl-device.js';
+import type { Renderer } from './renderer.js';
 import {
   R_STATUS, R_TYPE, R_FLAGS, R_FENCE_LO, R_FENCE_HI, R_CTX, R_RING, R_ARGS, R_WLEN, R_NENTRIES, R_AVAIL_POS, R_AVAIL_SEEN,
 } from '../queues/layout.js';
@@ -38,8 +39,8 @@ export class GpuDevice {
   private readonly display: DisplaySink;
   private readonly memory: GuestAccess;
   private acked = 0n;
-  /** The virgl renderer (null in 2D mode): resource and context commands go there. */
-  private readonly virgl: VirglDevice | null;
+  /** The renderer resource and context commands go to (null: the built-in 2D path). */
+  private readonly renderer: Renderer | null;
   private readonly cursorImage = new Uint32Array(CURSOR_SIZE * CURSOR_SIZE);
   /** The record of the command being executed, and a rectangle reused for its rect argument. */
   private rec: Int32Array = new Int32Array(0);
@@ -57,7 +58,7 @@ export class GpuDevice {
     this.display = opts.display;
     this.memory = opts.memory;
     this.scanouts = new Scanouts(opts.display);
-    this.virgl = opts.virgl ? new VirglDevice({ component: opts.virgl, budget: this.budget, memory: opts.memory, display: opts.display }) : null;
+    this.renderer = opts.virgl ? new VirglDevice({ component: opts.virgl, budget: this.budget, memory: opts.memory, display: opts.display }) : null;
   }
 
   /** Device feature bits offered (the transport adds the ring and vhost-user bits). */
@@ -78,7 +79,7 @@ export class GpuDevice {
   config(): Uint8Array {
     const c = new Uint8Array(16);
     new DataView(c.buffer).setUint32(8, 1, true);
-    new DataView(c.buffer).setUint32(12, this.virgl?.capsets.length ?? 0, true);
+    new DataView(c.buffer).setUint32(12, this.renderer?.capsets.length ?? 0, true);
     return c;
   }
 
@@ -89,14 +90,14 @@ export class GpuDevice {
 
   /** The guest memory table changed (renderers holding host addresses must follow). */
   memoryChanged(): void {
-    this.virgl?.memoryChanged();
+    this.renderer?.memoryChanged();
   }
 
   reset(): void {
     this.displayInfoCache = null;
     this.scanouts.reset();
     this.resources.clear();
-    this.virgl?.reset();
+    this.renderer?.reset();
   }
 
   /**
@@ -167,9 +168,9 @@ export class GpuDevice {
     const rec = codec.rec;
     this.rec = rec;
     if (this.displayInfoCache && type !== Cmd.GET_DISPLAY_INFO) this.expireDisplayInfo(rec[R_AVAIL_POS]);
-    if (this.virgl !== null && queue) {
+    if (this.renderer !== null && queue) {
       if (type >= Cmd.CTX_CREATE && type <= Cmd.SUBMIT_3D && !this.has(GpuFeature.VIRGL)) throw new GpuError('unspec', 'VIRGL was not negotiated');
-      const r = this.virgl.execute(codec, type, queue, this.has(GpuFeature.CONTEXT_INIT));
+      const r = this.renderer.execute(codec, type, queue, this.has(GpuFeature.CONTEXT_INIT));
       if (r !== null) return r;
     }
     switch (type) {
@@ -217,7 +218,7 @@ export class GpuDevice {
         break;
       case Cmd.RESOURCE_ASSIGN_UUID:
         if (!this.has(GpuFeature.RESOURCE_UUID)) throw new GpuError('unspec', 'RESOURCE_UUID was not negotiated');
-        return this.assignUuid(codec, this.virgl ? this.virgl.resource(this.arg(0)) : this.resources.get(this.arg(0)));
+        return this.assignUuid(codec, this.renderer ? this.renderer.resource(this.arg(0)) : this.resources.get(this.arg(0)));
       case Cmd.GET_CAPSET_INFO:
         throw new GpuError('param', `capset index ${this.arg(0)} out of range: no capsets in 2D mode`);
       case Cmd.GET_CAPSET:
@@ -329,8 +330,8 @@ export class GpuDevice {
         return;
       }
       try {
-        if (this.virgl) {
-          this.virgl.scanouts.cursor(this.virgl.resource(resId), scanout, x, y, this.arg(5), this.arg(6));
+        if (this.renderer) {
+          this.renderer.cursor(resId, scanout, x, y, this.arg(5), this.arg(6));
           return;
         }
         const res = this.resources.get(resId);

@@ -5,6 +5,7 @@
  * Fenced commands are answered when the component's fence for their timeline signals (the queue
  * goes on meanwhile); unfenced 3D commands are answered at once, as QEMU does.
  */
+import type { Renderer } from './renderer.js';
 import type { Codec } from '../queues/codec.js';
 import { DEFERRED, type VirtQueue } from '../queues/virtqueue.js';
 import { R_ARGS, R_CTX, R_FENCE_HI, R_FENCE_LO, R_FLAGS, R_NENTRIES, R_RING, R_RLEN } from '../queues/layout.js';
@@ -37,7 +38,8 @@ export interface VirglDeviceOptions {
   display: DisplaySink;
 }
 
-export class VirglDevice {
+/** virglrenderer behind the device: coordinator-side state and validation, work in the worker. */
+export class VirglDevice implements Renderer {
   private readonly component: VirglComponent;
   private readonly budget: HostMemoryBudget;
   private readonly memory: GuestAccess;
@@ -297,6 +299,10 @@ export class VirglDevice {
    * backing is attached again at its new addresses (after the work already enqueued), or dropped
    * if it is no longer guest memory.
    */
+  cursor(resourceId: number, scanout: number, x: number, y: number, hotX: number, hotY: number): void {
+    this.scanouts.cursor(this.resource(resourceId), scanout, x, y, hotX, hotY);
+  }
+
   memoryChanged(): void {
     for (const res of this.resources.values()) {
       if (!res.backing) continue;
