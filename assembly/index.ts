@@ -4,12 +4,12 @@ import {
   AREA_BASE, AREA_END, REC, REC_WORDS, REQ, REQ_SIZE, RESP, RESP_SIZE, CHAIN, ENTRIES, MAX_ENTRIES,
   XLATE, XLATE_MAX_SEGS, MAX_CHUNKS, MAX_SLOTS,
 } from './layout';
-import { translateInto, rangeValid } from './memory-table';
+import { translateInto } from './memory-table';
 
 export { mem_clear, mem_add, mem_chunk_count } from './memory-table';
 export {
   vq_setup, vq_reset, vq_pop, vq_push, vq_need_notify, vq_arm, vq_last_avail, vq_used_idx, vq_broken,
-  vq_ready, vq_in_flight, chain_read,
+  vq_ready,
 } from './virtqueue';
 export { decode, requestSize } from './commands';
 
@@ -18,9 +18,6 @@ export function translate(gpa: u64, len: u64): i32 {
   return translateInto(gpa, len, XLATE, 0, XLATE_MAX_SEGS);
 }
 
-export function range_valid(gpa: u64, len: u64): bool {
-  return rangeValid(gpa, len);
-}
 
 /** Layout query for the TypeScript side, which checks it against its own constants at start. */
 export function layout(what: i32): i32 {

@@ -391,18 +391,3 @@ export function vq_arm(q: i32): bool {
   return guest_load16(load<i32>(s, Q_AVAIL_CHUNK), load<u32>(s, Q_AVAIL_OFF) + 2) != last;
 }
 
-/** Number of chains popped and not yet pushed on queue q. */
-export function vq_in_flight(q: i32): i32 {
-  if (freeTop < 0) return 0;
-  let n = 0;
-  for (let i = 0; i < MAX_SLOTS; i++) {
-    const a = slotAddr(i);
-    if (load<u32>(a, S_BUSY) != 0 && load<i32>(a, S_QUEUE) == q) n++;
-  }
-  return n;
-}
-
-/** Response buffer capacity (for the TypeScript side). */
-export function resp_size(): u32 {
-  return RESP_SIZE;
-}

@@ -63,7 +63,7 @@ export class GpuBackend implements VhostUserBackend {
 
   setConfig(offset: number, data: Uint8Array): boolean {
     // Only events_clear (offset 4) is writable; QEMU keeps the display events itself.
-    return offset + data.length <= 16 && offset >= 4 && offset + data.length <= 8;
+    return offset >= 4 && offset + data.length <= 8;
   }
 
   memoryChanged(mem: GuestMemory): void {

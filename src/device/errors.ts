@@ -22,10 +22,3 @@ const RESP_OF: Record<GpuErrorKind, number> = {
 export function respType(e: unknown): number {
   return e instanceof GpuError ? RESP_OF[e.kind] : Resp.ERR_UNSPEC;
 }
-
-/** Checked sum of two guest numbers; the error names both operands. */
-export function checkedEnd(nameA: string, a: number, nameB: string, b: number, limit: number, limitName: string): number {
-  const end = a + b; // exact: both are u32 (or u64 below 2^53) held in doubles
-  if (end > limit) throw new GpuError('param', `${nameA} ${a} + ${nameB} ${b} exceeds ${limitName} ${limit}`);
-  return end;
-}

@@ -21,11 +21,8 @@ interface CodecExports {
   vq_used_idx(q: number): number;
   vq_broken(q: number): number;
   vq_ready(q: number): number;
-  vq_in_flight(q: number): number;
-  chain_read(from: number, dst: number, len: number): number;
   decode(needResponse: number): number;
   translate(gpa: bigint, len: bigint): number;
-  range_valid(gpa: bigint, len: bigint): number;
   layout(what: number): number;
 }
 
@@ -124,14 +121,10 @@ export class Codec {
   lastAvail(q: number): number { return this.x.vq_last_avail(q); }
   usedIdx(q: number): number { return this.x.vq_used_idx(q); }
   broken(q: number): number { return this.x.vq_broken(q); }
-  inFlight(q: number): number { return this.x.vq_in_flight(q); }
-
-  /** Readable bytes [from, from+len) of the current chain into codec memory at `dst`. */
-  chainRead(from: number, dst: number, len: number): number { return this.x.chain_read(from, dst, len); }
 
   /**
    * Copy readable bytes [from, from+len) of the current chain straight from guest memory to
-   * dst[dstOff..] (no bound on len, unlike chainRead). Returns the bytes copied (less at the end).
+   * dst[dstOff..] (any length: the codec's REQ buffer holds only the first 4 KiB). Returns the bytes copied (less at the end).
    */
   copyReadable(from: number, dst: Uint8Array, dstOff: number, len: number): number {
     const n = this.rec[R_NREAD];
@@ -148,9 +141,6 @@ export class Codec {
     }
     return done;
   }
-
-  /** Whether [gpa, gpa+len) is entirely guest memory. */
-  rangeValid(gpa: bigint, len: number): boolean { return this.x.range_valid(gpa, BigInt(len)) !== 0; }
 
   /**
    * Translate [gpa, gpa+len) into segments; calls `each(chunk, offset, length)` per segment.

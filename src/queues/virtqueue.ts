@@ -95,13 +95,8 @@ export class VirtQueue {
       }
       if (r !== POP_CHAIN) break; // POP_NO_SLOT: resumes when in-flight chains complete
       const slot = codec.rec[R_SLOT];
-      if (codec.rec[R_STATUS] < 0) {
-        log.guest(`chain-${q}`, `queue ${q}: ${CHAIN_ERRORS[codec.rec[R_STATUS]] ?? 'bad chain'}; returned with len 0`);
-        codec.push(q, slot, 0);
-        pushed++;
-        continue;
-      }
-      codec.decode(this.handler.responds);
+      // A malformed chain (from pop) or one without room for a response (from decode): len 0.
+      if (codec.rec[R_STATUS] === 0) codec.decode(this.handler.responds);
       if (codec.rec[R_STATUS] < 0) {
         log.guest(`chain-${q}`, `queue ${q}: ${CHAIN_ERRORS[codec.rec[R_STATUS]] ?? 'bad chain'}; returned with len 0`);
         codec.push(q, slot, 0);
