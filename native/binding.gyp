@@ -9,7 +9,8 @@
         "src/eventfd.cc",
         "src/memory.cc",
         "src/watch.cc",
-        "src/virgl.cc"
+        "src/virgl.cc",
+        "src/zerocopy.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=9", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"],

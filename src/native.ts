@@ -145,6 +145,25 @@ export interface NativeAddon {
    */
   watch(fd: number, cb: (events: number) => void): FdWatcher | number;
 
+  // --- zero-copy writes (native/src/zerocopy.cc) ---
+  /**
+   * Zeroed, page-aligned anonymous memory (pages allocated on first touch), freed when the
+   * ArrayBuffer is garbage-collected. Only this memory may be lent to the kernel by vmspliceIn:
+   * its pages are never reused while referenced. ArrayBuffer, or -errno.
+   */
+  allocPages(size: number): ArrayBuffer | number;
+  /** A non-blocking pipe; out = [read end, write end]. Its capacity in bytes, or -errno. */
+  pipeCreate(out: Int32Array, capacity: number): number;
+  /**
+   * vmsplice: the pipe takes references to the pages of `bytes` (allocPages memory only, else
+   * -EFAULT). Bytes taken (up to the pipe's free room), or -errno (-EAGAIN when full).
+   */
+  vmspliceIn(pipeWrite: number, bytes: Uint8Array): number;
+  /** splice up to len bytes from the pipe into fd (non-blocking): bytes moved, or -errno. */
+  spliceOut(pipeRead: number, fd: number, len: number): number;
+  /** SIOCOUTQ: 0 when the peer has read everything written to the socket; > 0 otherwise; or -errno. */
+  unsentBytes(fd: number): number;
+
   // --- virglrenderer (native/src/virgl.cc) ---
   // The library is process-global and bound to the thread that called virglInit(): every other
   // call must come from that thread (-EPERM otherwise; -ENODEV before init/after cleanup). Results
@@ -269,6 +288,7 @@ export interface NativeAddon {
   readonly EINTR: number;
   readonly EINVAL: number;
   readonly EPIPE: number;
+  readonly ENOMEM: number;
 }
 
 let loaded: NativeAddon | undefined;

@@ -104,6 +104,7 @@ void InitMemory(Napi::Env env, Napi::Object exports);
 void InitWatch(Napi::Env env, Napi::Object exports);
 void InitGather(Napi::Env env, Napi::Object exports);
 void InitVirgl(Napi::Env env, Napi::Object exports);
+void InitZeroCopy(Napi::Env env, Napi::Object exports);
 
 inline void SetFn(Napi::Env env, Napi::Object exports, const char* name, Napi::Function::Callback fn) {
   exports.Set(name, Napi::Function::New(env, fn, name));

@@ -15,12 +15,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitWatch(env, exports);
   InitGather(env, exports);
   InitVirgl(env, exports);
+  InitZeroCopy(env, exports);
 
   const std::pair<const char*, int> constants[] = {
       {"READABLE", UV_READABLE}, {"WRITABLE", UV_WRITABLE}, {"POLLIN", POLLIN},
       {"POLLOUT", POLLOUT},      {"POLLHUP", POLLHUP},      {"POLLERR", POLLERR},
       {"EAGAIN", EAGAIN},        {"EINTR", EINTR},          {"EINVAL", EINVAL},
-      {"EPIPE", EPIPE},
+      {"EPIPE", EPIPE},         {"ENOMEM", ENOMEM},
   };
   for (const auto& [name, value] : constants)
     exports.DefineProperty(Napi::PropertyDescriptor::Value(name, Num(env, value), napi_enumerable));

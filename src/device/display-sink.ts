@@ -3,10 +3,14 @@
  * interface so the device knows nothing about sockets.
  */
 import type { Swizzle } from './formats.js';
+import type { PixelStore } from './pixel-store.js';
 
-/** Pixels to send: a region of a 32-bit image and how to reach B,G,R,X byte order from it. */
+/**
+ * Pixels to send: a region of a 32-bit image and how to reach B,G,R,X byte order from it. The
+ * display may keep reading the store after update() returns (writers copy-on-write, see PixelStore).
+ */
 export interface PixelSource {
-  words: Uint32Array;
+  store: PixelStore;
   /** Image width in pixels (row pitch). */
   pitch: number;
   x: number;

@@ -42,6 +42,8 @@ export class GpuDevice {
   /** The renderer resource and context commands go to (null: the built-in 2D path). */
   private readonly renderer: Renderer | null;
   private readonly cursorImage = new Uint32Array(CURSOR_SIZE * CURSOR_SIZE);
+  /** What cursorImage holds: a resource's pixels at a version (cursors are re-sent far more often than redrawn). */
+  private cursorOf: { res: Resource2D | null; version: number } = { res: null, version: 0 };
   /** The record of the command being executed, and a rectangle reused for its rect argument. */
   private rec: Int32Array = new Int32Array(0);
   private readonly rect: Rect = { x: 0, y: 0, width: 0, height: 0 };
@@ -244,9 +246,10 @@ export class GpuDevice {
       throw new GpuError('param', `transfer reads backing up to ${lastEnd} but it has ${backing.length} bytes`);
     }
     const dstAt = r.y * res.stride + r.x * BYTES_PER_PIXEL;
+    const pixels = res.pixelsForWrite(r.width === res.width && r.height === res.height);
     // Full-width rows are contiguous on both sides: one row of stride*height bytes.
-    if (r.width === res.width) backing.readRows(this.memory, offset, 0, res.pixels, dstAt, 0, res.stride * r.height, 1);
-    else backing.readRows(this.memory, offset, res.stride, res.pixels, dstAt, res.stride, rowBytes, r.height);
+    if (r.width === res.width) backing.readRows(this.memory, offset, 0, pixels, dstAt, 0, res.stride * r.height, 1);
+    else backing.readRows(this.memory, offset, res.stride, pixels, dstAt, res.stride, rowBytes, r.height);
   }
 
   /** Forget the cached display info once a chain past its window is executed (and before u16 wrap). */
@@ -338,7 +341,10 @@ export class GpuDevice {
         if (res.width !== CURSOR_SIZE || res.height !== CURSOR_SIZE) {
           throw new GpuError('param', `cursor resource ${resId} is ${res.width}x${res.height}, not 64x64`);
         }
-        convertWords(swizzleOf(res.format), res.words, 0, this.cursorImage, 0, CURSOR_SIZE * CURSOR_SIZE);
+        if (this.cursorOf.res !== res || this.cursorOf.version !== res.version) {
+          convertWords(swizzleOf(res.format), res.words, 0, this.cursorImage, 0, CURSOR_SIZE * CURSOR_SIZE);
+          this.cursorOf = { res, version: res.version };
+        }
         this.display.cursorUpdate(scanout, x, y, this.arg(5), this.arg(6), this.cursorImage);
       } catch (e) {
         log.guest('cursor-update', `cursor: ${(e as Error).message}`);

@@ -6,6 +6,7 @@
 import { GpuError } from './errors.js';
 import { Backing } from './backing.js';
 import { BYTES_PER_PIXEL, isSupportedFormat } from './formats.js';
+import { PixelStore } from './pixel-store.js';
 
 /** Bookkeeping charged per resource and per backing entry, on top of pixel storage. */
 const RESOURCE_OVERHEAD = 512;
@@ -39,7 +40,9 @@ export class Resource2D {
   /** Scanouts showing this resource (bit i = scanout i). */
   scanoutMask = 0;
   readonly stride: number;
-  private storage: Uint32Array | null = null;
+  private storage: PixelStore | null = null;
+  /** Counts writes to the pixels, so derived images (the cursor) know when they are stale. */
+  version = 0;
 
   constructor(readonly id: number, readonly format: number, readonly width: number, readonly height: number) {
     this.stride = width * BYTES_PER_PIXEL;
@@ -49,13 +52,20 @@ export class Resource2D {
    * The pixels, allocated on first use: the budget is charged at creation, but a resource that
    * is never written or shown costs no page faults (as calloc'd memory in a C backend).
    */
-  get words(): Uint32Array {
-    return (this.storage ??= new Uint32Array(this.width * this.height));
+  get store(): PixelStore {
+    return (this.storage ??= new PixelStore(this.stride * this.height));
   }
 
-  get pixels(): Uint8Array {
-    const w = this.words;
-    return new Uint8Array(w.buffer, w.byteOffset, w.byteLength);
+  get words(): Uint32Array {
+    return this.store.words;
+  }
+
+  /** The pixels to write into (a copy while the display still reads the current ones, see PixelStore). */
+  pixelsForWrite(overwritesAll: boolean): Uint8Array {
+    const s = this.store.forWrite(overwritesAll);
+    this.storage = s;
+    this.version++;
+    return s.bytes;
   }
 
   get charge(): number {

@@ -85,7 +85,7 @@ export class Scanouts {
     const x1 = Math.min(r.x + r.width, s.x + s.width), y1 = Math.min(r.y + r.height, s.y + s.height);
     if (x1 <= x0 || y1 <= y0) return;
     this.display.update(id, x0 - s.x, y0 - s.y, x1 - x0, y1 - y0, {
-      words: res.words, pitch: res.width, x: x0, y: y0, swizzle: swizzleOf(res.format),
+      store: res.store, pitch: res.width, x: x0, y: y0, swizzle: swizzleOf(res.format),
     });
   }
 

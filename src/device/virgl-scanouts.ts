@@ -10,6 +10,7 @@ import { GpuError } from './errors.js';
 import { isSupportedFormat, swizzleOf, convertWords } from './formats.js';
 import { CURSOR_SIZE, MAX_SCANOUTS } from './protocol.js';
 import { checkRectInside, Scanouts } from './scanouts.js';
+import { PixelStore } from './pixel-store.js';
 import { log } from '../log.js';
 
 export interface VirglResource {
@@ -36,6 +37,8 @@ interface Out {
 export class VirglScanouts {
   private readonly outs: Out[] = Array.from({ length: MAX_SCANOUTS }, () => ({ res: null, x: 0, y: 0, width: 0, height: 0 }));
   private readonly words: Uint32Array;
+  /** What the display is sent from: readback bands are copied here (the next readback reuses the buffer). */
+  private sendStore: PixelStore | null = null;
   private readonly cursorImage = new Uint32Array(CURSOR_SIZE * CURSOR_SIZE);
   /** Readbacks share one buffer region: they run one after another. */
   private busy: Promise<unknown> = Promise.resolve();
@@ -93,16 +96,17 @@ export class VirglScanouts {
         log.warn(`virgl: readback of resource ${res.id} failed (${rc})`);
         return rc;
       }
-      // The display may keep the pixels it was given until its socket drains, and the next
-      // readback reuses the buffer: send a copy.
-      const words = this.words.slice(0, width * h);
+      // The next readback reuses the shared buffer: the display gets a copy, in a store it can
+      // send by page reference (a new one while it still reads the previous band).
+      const store = (this.sendStore = this.sendStore?.forWrite(true) ?? new PixelStore(this.words.byteLength));
+      store.words.set(this.words.subarray(0, width * h));
       for (let id = 0; id < MAX_SCANOUTS; id++) {
         const s = this.outs[id];
         if (s.res !== res) continue;
         const x0 = Math.max(x, s.x), y1 = Math.max(y0, s.y);
         const x1 = Math.min(x + width, s.x + s.width), y2 = Math.min(y0 + h, s.y + s.height);
         if (x1 <= x0 || y2 <= y1) continue;
-        this.display.update(id, x0 - s.x, y1 - s.y, x1 - x0, y2 - y1, { words, pitch: width, x: x0 - x, y: y1 - y0, swizzle });
+        this.display.update(id, x0 - s.x, y1 - s.y, x1 - x0, y2 - y1, { store, pitch: width, x: x0 - x, y: y1 - y0, swizzle });
       }
     }
     return 0;

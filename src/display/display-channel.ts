@@ -3,11 +3,18 @@
  * (docs/interop/vhost-user-gpu.rst). Requests that QEMU answers wait at most REPLY_TIMEOUT_MS;
  * writes never block: what the socket does not take is queued, and pixel updates beyond
  * MAX_BACKLOG are dropped (the damage is sent again once the socket drains).
+ *
+ * Pixels are never copied on our side: an UPDATE is gathered from the header and the store's own
+ * rows, and large contiguous payloads go into the socket by page reference (vmsplice + splice),
+ * so the only copy is QEMU's read. A store is "lent" while any of its pixels are queued here or
+ * referenced by the kernel; writers then copy-on-write (PixelStore.forWrite), so QEMU receives
+ * exactly the pixels of each flush.
  */
-import { native, watchFd, type FdWatcher } from '../native.js';
+import { errnoName, native, watchFd, type FdWatcher } from '../native.js';
 import { log } from '../log.js';
 import type { DisplaySink, PixelSource } from '../device/display-sink.js';
 import { convertWords } from '../device/formats.js';
+import { PixelStore, type PixelReader } from '../device/pixel-store.js';
 import { MAX_SCANOUTS } from '../device/protocol.js';
 
 export const Msg = {
@@ -34,6 +41,26 @@ const MAX_BACKLOG = 64 << 20;
 const SEND_BUFFER = 8 << 20;
 /** Buffers per sendmsg (IOV_MAX is 1024). */
 const MAX_PARTS = 512;
+/** Contiguous pixel payloads from this size on go out by page reference instead of being copied. */
+const BY_REFERENCE_MIN = 256 << 10;
+/** Pipe for page references: 1 MiB is the largest size unprivileged processes get by default. */
+const PIPE_CAPACITY = 1 << 20;
+
+/** Bytes queued for QEMU: our own (store null) or a view of a store's pixels. */
+interface Part {
+  bytes: Uint8Array;
+  store: PixelStore | null;
+  /** Send by page reference (store is page memory and the payload is large). */
+  byReference: boolean;
+}
+
+/** A store whose pages the display may still read. */
+interface Loan {
+  /** Parts of it still in our queue. */
+  queued: number;
+  /** Some of its pages went to the kernel by reference (read by QEMU only once outq is 0). */
+  referenced: boolean;
+}
 
 interface Pending {
   request: number;
@@ -41,22 +68,26 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
-export class DisplayChannel implements DisplaySink {
+export class DisplayChannel implements DisplaySink, PixelReader {
   private readonly watcher: FdWatcher;
   private closed = false;
   private readonly pending: Pending[] = [];
   /** Bytes QEMU has not taken yet, in order; they may be views of resource pixels (see update). */
-  private readonly out: Uint8Array[] = [];
+  private readonly out: Part[] = [];
   private backlog = 0;
+  private readonly loans = new Map<PixelStore, Loan>();
+  /** Pipe for sends by page reference ([read, write] fds), null when unavailable. */
+  private pipe: Int32Array | null = null;
+  /** Bytes in the pipe not yet spliced into the socket: they go before anything else. */
+  private inPipe = 0;
   private flushScheduled = false;
   private waitingWritable = false;
   private inBuf = new Uint8Array(MAX_REPLY + HDR);
   private inLen = 0;
   private protocolFeatures = 0n;
   private enabledScanouts = 1; // bit mask; scanout 0 always exists
-  /** Conversion buffer for formats that are not already B,G,R,X; not reused while queued. */
-  private convertBuf = new Uint32Array(0);
-  private convertBufQueued = false;
+  /** Conversion buffer for formats that are not already B,G,R,X. */
+  private convertStore: PixelStore | null = null;
   private readonly fdsOut = new Int32Array(9);
   /** Damage dropped while the socket was backed up, per scanout, to resend when it drains. */
   private readonly dropped = new Map<number, { x0: number; y0: number; x1: number; y1: number }>();
@@ -68,6 +99,10 @@ export class DisplayChannel implements DisplaySink {
     native().setSendBuffer(fd, SEND_BUFFER);
     this.watcher = watchFd('watch the display socket', fd, (ev) => this.onEvents(ev));
     this.watcher.start(native().READABLE);
+    const pipe = new Int32Array(2);
+    const capacity = native().pipeCreate(pipe, PIPE_CAPACITY);
+    if (capacity > 0) this.pipe = pipe;
+    else log.warn(`display: no pipe for zero-copy updates (${errnoName(capacity)}); pixels are copied into the socket`);
   }
 
   /** Negotiate protocol features and learn the enabled scanouts, as QEMU expects after GPU_SET_SOCKET. */
@@ -91,12 +126,32 @@ export class DisplayChannel implements DisplaySink {
     this.closed = true;
     this.watcher.close();
     native().close(this.fd);
+    this.closePipe();
+    this.loans.clear();
     for (const p of this.pending.splice(0)) {
       clearTimeout(p.timer);
       p.resolve(null);
     }
     this.out.length = 0;
     this.backlog = 0;
+  }
+
+  private closePipe(): void {
+    if (!this.pipe) return;
+    native().close(this.pipe[0]);
+    native().close(this.pipe[1]);
+    this.pipe = null;
+    this.inPipe = 0;
+  }
+
+  /** PixelReader: whether QEMU may still read pixels of `store` (it must not change meanwhile). */
+  stillReading(store: PixelStore): boolean {
+    const loan = this.loans.get(store);
+    if (!loan) return false;
+    if (loan.queued > 0) return true;
+    if (!this.closed && (this.inPipe > 0 || native().unsentBytes(this.fd) > 0)) return true;
+    this.loans.delete(store);
+    return false;
   }
 
   // --- DisplaySink ---
@@ -130,10 +185,9 @@ export class DisplayChannel implements DisplaySink {
   }
 
   /**
-   * UPDATE without intermediate copies where the format allows: the message is gathered from
-   * the header and the resource's own rows (one part for full-width rects). If the socket does not
-   * take it all, the rest stays queued as views of the resource, so QEMU may receive pixels newer
-   * than this flush, never older ones or freed memory.
+   * UPDATE without copies of our own: the message is gathered from the header and the store's
+   * rows (one part for full-width rects, sent by page reference when large). Formats that are not
+   * B,G,R,X are converted once, into a store of our own that is sent the same way.
    */
   update(scanout: number, x: number, y: number, width: number, height: number, src: PixelSource): boolean {
     if (this.closed) return false;
@@ -142,48 +196,38 @@ export class DisplayChannel implements DisplaySink {
       this.remember(scanout, x, y, width, height);
       return false;
     }
-    const head = new Uint8Array(HDR + 20);
-    const v = new DataView(head.buffer);
-    v.setUint32(0, Msg.UPDATE, true);
-    v.setUint32(8, 20 + pixelBytes, true);
-    v.setUint32(12, scanout, true);
-    v.setUint32(16, x, true);
-    v.setUint32(20, y, true);
-    v.setUint32(24, width, true);
-    v.setUint32(28, height, true);
-    const parts: Uint8Array[] = [head];
-    const w = src.words;
-    const bytes = new Uint8Array(w.buffer, w.byteOffset, w.byteLength);
-    if (src.swizzle === 'none' && (width === src.pitch || height <= MAX_PARTS)) {
-      if (width === src.pitch) {
-        const at = src.y * src.pitch * 4;
-        parts.push(bytes.subarray(at, at + pixelBytes));
-      } else {
-        for (let row = 0; row < height; row++) {
-          const at = ((src.y + row) * src.pitch + src.x) * 4;
-          parts.push(bytes.subarray(at, at + width * 4));
-        }
+    this.queue(u32s(Msg.UPDATE, 0, 20 + pixelBytes, scanout, x, y, width, height), null);
+    const bytes = src.store.bytes;
+    if (src.swizzle === 'none' && width === src.pitch) {
+      const at = src.y * src.pitch * 4;
+      this.queue(bytes.subarray(at, at + pixelBytes), src.store);
+    } else if (src.swizzle === 'none' && height <= MAX_PARTS) {
+      for (let row = 0; row < height; row++) {
+        const at = ((src.y + row) * src.pitch + src.x) * 4;
+        this.queue(bytes.subarray(at, at + width * 4), src.store);
       }
     } else {
-      if (this.convertBufQueued || this.convertBuf.length < width * height) {
-        this.convertBuf = new Uint32Array(Math.max(width * height, this.convertBufQueued ? 0 : this.convertBuf.length));
-      }
-      const dst = this.convertBuf;
+      let conv = this.convertStore;
+      conv = conv && conv.byteLength >= pixelBytes ? conv.forWrite(true) : new PixelStore(Math.max(pixelBytes, 64 << 10));
+      this.convertStore = conv;
       for (let row = 0; row < height; row++) {
-        convertWords(src.swizzle, w, (src.y + row) * src.pitch + src.x, dst, row * width, width);
+        convertWords(src.swizzle, src.store.words, (src.y + row) * src.pitch + src.x, conv.words, row * width, width);
       }
-      parts.push(new Uint8Array(dst.buffer, 0, pixelBytes));
-      this.convertBufQueued = true; // until the queue drains
+      this.queue(conv.bytes.subarray(0, pixelBytes), conv);
     }
-    this.write(parts);
+    this.scheduleFlush();
     return true;
   }
 
-  /** Gathered like update(): the image goes out from the caller's buffer, not a copy of it. */
+  /**
+   * Gathered like update(): the image goes out from the caller's buffer. Should the socket be
+   * backed up, a later cursor image may replace it before it leaves; only the newest one matters.
+   */
   cursorUpdate(scanout: number, x: number, y: number, hotX: number, hotY: number, image: Uint32Array): void {
     if (this.closed) return;
-    const head = u32s(Msg.CURSOR_UPDATE, 0, 20 + image.byteLength, scanout, x, y, hotX, hotY);
-    this.write([head, new Uint8Array(image.buffer, image.byteOffset, image.byteLength)]);
+    this.queue(u32s(Msg.CURSOR_UPDATE, 0, 20 + image.byteLength, scanout, x, y, hotX, hotY), null);
+    this.queue(new Uint8Array(image.buffer, image.byteOffset, image.byteLength), null);
+    this.scheduleFlush();
   }
 
   cursorMove(scanout: number, x: number, y: number): void {
@@ -214,6 +258,7 @@ export class DisplayChannel implements DisplaySink {
     });
   }
 
+  /** A message of our own bytes (copied: these are small). */
   private send(type: number, parts: Uint8Array[]): void {
     if (this.closed) return;
     let size = 0;
@@ -227,20 +272,29 @@ export class DisplayChannel implements DisplaySink {
       msg.set(p, at);
       at += p.byteLength;
     }
-    this.write([msg]);
+    this.queue(msg, null);
+    this.scheduleFlush();
+  }
+
+  /** Append a part; a view of a store lends the store until it has left (see stillReading). */
+  private queue(bytes: Uint8Array, store: PixelStore | null): void {
+    const byReference = store !== null && this.pipe !== null && bytes.byteLength >= BY_REFERENCE_MIN;
+    this.out.push({ bytes, store, byReference });
+    this.backlog += bytes.byteLength;
+    if (store) {
+      const loan = this.loans.get(store);
+      if (loan) loan.queued++;
+      else this.loans.set(store, { queued: 1, referenced: false });
+      store.reader = this;
+    }
   }
 
   /**
-   * Queue parts for QEMU. Everything written while a batch of commands runs leaves in one
-   * sendmsg: at flush() (the backend calls it before notifying the guest) or at the end of the
-   * current task at the latest.
+   * Everything queued while a batch of commands runs leaves in as few writes as possible: at
+   * flush() (the backend calls it before notifying the guest) or at the end of the current task
+   * at the latest.
    */
-  private write(parts: Uint8Array[]): void {
-    if (this.closed) return;
-    for (const p of parts) {
-      this.out.push(p);
-      this.backlog += p.byteLength;
-    }
+  private scheduleFlush(): void {
     if (!this.flushScheduled && !this.waitingWritable) {
       this.flushScheduled = true;
       queueMicrotask(() => this.flush());
@@ -253,47 +307,77 @@ export class DisplayChannel implements DisplaySink {
     if (!this.waitingWritable && this.out.length > 0) this.flushQueue();
   }
 
-  /** One sendmsg of up to MAX_PARTS parts: bytes sent (0 if the socket is full), or -1 after closing. */
-  private sendParts(parts: Uint8Array[]): number {
-    const n = native();
-    const r = n.sendMsg(this.fd, parts.length > MAX_PARTS ? parts.slice(0, MAX_PARTS) : parts, null);
-    if (r === -n.EAGAIN) return 0;
-    if (r < 0) {
-      log.warn(`display: socket write failed (${r}); display disconnected`);
-      this.close();
-      return -1;
-    }
-    return r;
-  }
-
   private flushQueue(): void {
-    if (this.closed) return;
-    while (this.out.length > 0) {
-      let r = this.sendParts(this.out);
-      if (r < 0) return;
-      if (r === 0) {
-        if (!this.waitingWritable) this.watcher.start(native().READABLE | native().WRITABLE);
-        this.waitingWritable = true;
-        return;
+    for (;;) {
+      if (this.closed) return;
+      // Bytes in the pipe come next in the stream: nothing else may pass them.
+      if (this.inPipe > 0) {
+        const r = native().spliceOut(this.pipe![0], this.fd, this.inPipe);
+        if (!this.took(r, 'splice')) return;
+        this.inPipe -= r;
+        continue;
       }
-      this.backlog -= r;
-      while (r > 0) {
-        const head = this.out[0];
-        if (r < head.byteLength) {
-          this.out[0] = head.subarray(r);
-          r = 0;
-        } else {
-          r -= head.byteLength;
-          this.out.shift();
+      if (this.out.length === 0) break;
+      const head = this.out[0];
+      if (head.byReference) {
+        const r = native().vmspliceIn(this.pipe![1], head.bytes);
+        if (r < 0) {
+          // Not page memory, or a kernel that cannot: copy this part and say so once.
+          log.warn(`display: zero-copy update failed (${errnoName(r)}); pixels are copied into the socket from now on`);
+          this.closePipe();
+          for (const p of this.out) p.byReference = false;
+          continue;
         }
+        this.loans.get(head.store!)!.referenced = true;
+        this.inPipe += r;
+        this.consumed(r);
+        continue;
       }
+      let n = 1;
+      while (n < this.out.length && n < MAX_PARTS && !this.out[n].byReference) n++;
+      const bufs = new Array<Uint8Array>(n);
+      for (let i = 0; i < n; i++) bufs[i] = this.out[i].bytes;
+      const r = native().sendMsg(this.fd, bufs, null);
+      if (!this.took(r, 'write')) return;
+      this.consumed(r);
     }
-    this.convertBufQueued = false;
     if (this.waitingWritable) {
       this.waitingWritable = false;
       this.watcher.start(native().READABLE);
     }
     this.resendDropped();
+  }
+
+  /** Check a write's result: true if it moved bytes; on a full socket, wait for it to drain. */
+  private took(r: number, what: string): boolean {
+    const n = native();
+    if (r > 0) return true;
+    if (r === -n.EAGAIN || r === 0) {
+      if (!this.waitingWritable) this.watcher.start(n.READABLE | n.WRITABLE);
+      this.waitingWritable = true;
+      return false;
+    }
+    log.warn(`display: socket ${what} failed (${errnoName(r)}); display disconnected`);
+    this.close();
+    return false;
+  }
+
+  /** r bytes of the queue's head have left (into the socket or the pipe). */
+  private consumed(r: number): void {
+    this.backlog -= r;
+    while (r > 0) {
+      const head = this.out[0];
+      if (r < head.bytes.byteLength) {
+        head.bytes = head.bytes.subarray(r);
+        return;
+      }
+      r -= head.bytes.byteLength;
+      this.out.shift();
+      if (head.store) {
+        const loan = this.loans.get(head.store)!;
+        if (--loan.queued === 0 && !loan.referenced) this.loans.delete(head.store);
+      }
+    }
   }
 
   private remember(scanout: number, x: number, y: number, w: number, h: number): void {

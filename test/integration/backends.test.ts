@@ -28,16 +28,18 @@ interface Quirks {
   echoesRingIdx: boolean;
   /** A backing entry crossing two memory regions (the spec allows it; libvhost-user does not). */
   straddlingBacking: number;
+  /** Commands wait while QEMU does not read the display socket (blocking writes). */
+  displayBlocksCommands: boolean;
 }
 
 const backends: [string, string[], Quirks][] = [
   ['QEMU C reference', ['/usr/lib/qemu/vhost-user-gpu', '--socket-path={socket}'], {
     displayFeatures: 0x3n, capsetInfoError: GpuResp.ERR_UNSPEC, assignUuid: GpuResp.ERR_UNSPEC, echoesRingIdx: false,
-    straddlingBacking: GpuResp.ERR_UNSPEC,
+    straddlingBacking: GpuResp.ERR_UNSPEC, displayBlocksCommands: true,
   }],
   ['vhost-gpu', [process.execPath, packagePath('bin/vhost-gpu.js'), '--socket-path={socket}'], {
     displayFeatures: 0x1n, capsetInfoError: GpuResp.ERR_INVALID_PARAMETER, assignUuid: GpuResp.OK_RESOURCE_UUID,
-    echoesRingIdx: true, straddlingBacking: GpuResp.OK_NODATA,
+    echoesRingIdx: true, straddlingBacking: GpuResp.OK_NODATA, displayBlocksCommands: false,
   }],
 ];
 
@@ -122,6 +124,54 @@ describe.each(backends)('%s driven by the test frontend', (_name, cmd, quirks) =
     expect(s.display.pixel(0, 10, 20)).toBe(0xff112233);
     expect(s.display.pixel(0, 17, 23)).toBe(0xff112233);
     expect(s.display.pixel(0, 9, 20)).toBe((0xff000000 | (9 << 16) | (20 << 8) | (9 ^ 20)) >>> 0);
+  });
+
+  it('a large UPDATE shows the pixels of its flush though the guest rewrites them before QEMU reads', async () => {
+    // Ours sends large payloads by page reference: this is what its copy-on-write must keep true.
+    const W = 512, H = 256, id = 60; // 512 KiB per full update
+    const A = (x: number, y: number) => (0xff000000 | (x << 12) | y) >>> 0;
+    expect((await s.driver.resourceCreate2d(id, GpuFormat.B8G8R8X8_UNORM, W, H)).type).toBe(GpuResp.OK_NODATA);
+    expect((await s.driver.attachBacking(id, W * H * 4)).type).toBe(GpuResp.OK_NODATA);
+    s.driver.fillPixels(id, A);
+    expect((await s.driver.transferToHost2d(id, 0, 0, W, H)).type).toBe(GpuResp.OK_NODATA);
+    expect((await s.driver.setScanout(0, id, 0, 0, W, H)).type).toBe(GpuResp.OK_NODATA);
+    await s.display.waitFor(DisplayMsg.SCANOUT, (e) => e.width === W);
+
+    const seen: number[][] = [];
+    s.display.onHandled = (type) => {
+      if (type === DisplayMsg.UPDATE) seen.push([s.display.pixel(0, 8, 8), s.display.pixel(0, 300, 200)]);
+    };
+    s.display.pause();
+    // A backend that blocks on its display socket answers only once QEMU reads again.
+    let resumed = false;
+    const resume = setTimeout(() => { resumed = true; s.display.resume(); }, 1000);
+    const ok = async (p: Promise<{ type: number }>) => expect((await p).type).toBe(GpuResp.OK_NODATA);
+    try {
+      // Flush A; rewrite a corner (a partial transfer: the rest of A must stay); flush A+corner;
+      // rewrite everything (B); flush B. The guest rewrites its pages only after each transfer
+      // is answered, as a driver does.
+      const flushes = [s.driver.resourceFlush(id, 0, 0, W, H)];
+      s.driver.writePixels(id, 0, 0, 16, 16, new Uint32Array(16 * 16).fill(0xff00ff00));
+      await ok(s.driver.transferToHost2d(id, 0, 0, 16, 16));
+      flushes.push(s.driver.resourceFlush(id, 0, 0, W, H));
+      s.driver.fillPixels(id, () => 0xff0000ff);
+      await ok(s.driver.transferToHost2d(id, 0, 0, W, H));
+      flushes.push(s.driver.resourceFlush(id, 0, 0, W, H));
+      for (const f of flushes) await ok(f);
+      expect(resumed).toBe(quirks.displayBlocksCommands);
+      clearTimeout(resume);
+      s.display.resume();
+      for (let i = 0; i < 3; i++) await s.display.waitFor(DisplayMsg.UPDATE, (e) => e.width === W);
+      expect(seen).toEqual([[A(8, 8), A(300, 200)], [0xff00ff00, A(300, 200)], [0xff0000ff, 0xff0000ff]]);
+    } finally {
+      clearTimeout(resume);
+      s.display.onHandled = null;
+      s.display.resume();
+    }
+    // Leave scanout 0 as the tests below expect it: showing resource 1.
+    expect((await s.driver.setScanout(0, 1, 0, 0, 64, 64)).type).toBe(GpuResp.OK_NODATA);
+    expect((await s.driver.resourceUnref(id)).type).toBe(GpuResp.OK_NODATA);
+    s.display.clearEvents();
   });
 
   it('reports errors with the right codes', async () => {

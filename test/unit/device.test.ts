@@ -20,11 +20,15 @@ class FakeDisplay implements DisplaySink {
   scanout(s: number, w: number, h: number) { this.scanouts.push([s, w, h]); }
   update(scanout: number, x: number, y: number, w: number, h: number, src: PixelSource) {
     const px = new Uint32Array(w * h);
-    for (let row = 0; row < h; row++) convertWords(src.swizzle, src.words, (src.y + row) * src.pitch + src.x, px, row * w, w);
+    for (let row = 0; row < h; row++) convertWords(src.swizzle, src.store.words, (src.y + row) * src.pitch + src.x, px, row * w, w);
     this.updates.push({ scanout, x, y, w, h, px });
     return true;
   }
-  cursorUpdate(...a: unknown[]) { this.cursor.push(['update', ...a.slice(0, 5)]); }
+  cursorImages: Uint32Array[] = [];
+  cursorUpdate(...a: unknown[]) {
+    this.cursor.push(['update', ...a.slice(0, 5)]);
+    this.cursorImages.push((a[5] as Uint32Array).slice());
+  }
   cursorMove(...a: unknown[]) { this.cursor.push(['move', ...a]); }
   cursorHide(...a: unknown[]) { this.cursor.push(['hide', ...a]); }
 }
@@ -168,6 +172,32 @@ describe('2D device', () => {
       expect(display.edidAsked).toEqual([]);
     });
   }
+
+  it('cursor: converts the image, and again only after the cursor resource was rewritten', async () => {
+    expect((await create(7, Format.R8G8B8A8_UNORM, 64, 64))[0]).toBe(Resp.OK_NODATA);
+    const pages = await attachScattered(7, 64 * 64 * 4);
+    const cursor = async () => {
+      const r = ram.alloc(64, 8);
+      ram.write(r, request(Cmd.UPDATE_CURSOR, [0, 10, 20, 0, 7, 3, 4]));
+      ring.addChain([{ addr: r, len: 64 }]);
+      codec.pop(0);
+      codec.decode(false);
+      dev.cursor(codec);
+      codec.push(0, codec.rec[R_SLOT], 0);
+    };
+    const paint = async (rgba: number[]) => {
+      writeBacking(pages, 0, new Uint8Array(64 * 64 * 4).map((_, i) => rgba[i % 4]));
+      expect((await run(request(Cmd.TRANSFER_TO_HOST_2D, [0, 0, 64, 64, 0, 0, 7, 0])))[0]).toBe(Resp.OK_NODATA);
+    };
+    await paint([0x11, 0x22, 0x33, 0x44]);
+    await cursor();
+    await cursor();
+    await paint([0x55, 0x66, 0x77, 0x88]);
+    await cursor();
+    expect(display.cursor).toEqual(Array(3).fill(['update', 0, 10, 20, 3, 4]));
+    // R,G,B,A bytes -> a8r8g8b8 words.
+    expect(display.cursorImages.map((img) => img[4095] >>> 0)).toEqual([0x44112233, 0x44112233, 0x88556677]);
+  });
 
   it('refuses a transfer reading past the end of the backing', async () => {
     await create(1, Format.B8G8R8A8_UNORM, 8, 8);

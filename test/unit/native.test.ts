@@ -9,7 +9,7 @@ import { native, type MapHandle } from '../../src/native.js';
 import { packagePath } from '../../src/package-path.js';
 
 const n = native();
-const ENOENT = -2, EBADF = -9, EEXIST = -17, ENAMETOOLONG = -36, EADDRINUSE = -98;
+const ENOENT = -2, EBADF = -9, EFAULT = -14, EEXIST = -17, ENAMETOOLONG = -36, EADDRINUSE = -98;
 
 const openFds = () => readdirSync('/proc/self/fd').length;
 const isNonBlocking = (fd: number) =>
@@ -253,6 +253,93 @@ describe('memory', () => {
   });
 });
 
+describe('zero-copy writes', () => {
+  const pipeOf = () => {
+    const fds = new Int32Array(2);
+    const cap = n.pipeCreate(fds, 1 << 20);
+    expect(cap).toBeGreaterThanOrEqual(65536);
+    return { r: fds[0], w: fds[1], cap };
+  };
+  const pages = (size: number) => {
+    const ab = n.allocPages(size);
+    if (typeof ab === 'number') throw new Error(`allocPages: ${ab}`);
+    return new Uint8Array(ab);
+  };
+  const gc = () => {
+    setFlagsFromString('--expose-gc');
+    (runInNewContext('gc') as () => void)();
+  };
+
+  it('allocPages gives zeroed, page-aligned memory and refuses bad sizes', () => {
+    const p = pages(10000);
+    expect(p.byteLength).toBe(10000);
+    expect(p.every((b) => b === 0)).toBe(true);
+    expect([n.allocPages(0), n.allocPages(-1), n.allocPages(2 ** 31)]).toEqual([-n.EINVAL, -n.EINVAL, -n.EINVAL]);
+  });
+
+  it('sends pages by reference through a pipe into a socket, byte-exact', () => {
+    const [a, b] = pair();
+    n.setNonBlocking(a, true);
+    n.setNonBlocking(b, true);
+    const { r, w } = pipeOf();
+    const src = pages(3 << 20);
+    for (let i = 0; i < src.length; i += 4096) src[i] = (i >> 12) & 0xff;
+    const got = new Uint8Array(src.length);
+    let sent = 0, inPipe = 0, read = 0;
+    while (read < src.length) {
+      if (inPipe === 0 && sent < src.length) {
+        const k = n.vmspliceIn(w, src.subarray(sent));
+        expect(k).toBeGreaterThan(0);
+        sent += k;
+        inPipe += k;
+      }
+      const m = n.spliceOut(r, a, inPipe);
+      if (m > 0) inPipe -= m;
+      else expect(m).toBe(-n.EAGAIN);
+      const k = n.recvMsg(b, got, read, got.length - read, new Int32Array(9));
+      if (k > 0) read += k;
+      else expect(k).toBe(-n.EAGAIN);
+    }
+    expect(Buffer.compare(got, src)).toBe(0);
+    expect(n.unsentBytes(a)).toBe(0);
+    for (const fd of [a, b, r, w]) n.close(fd);
+  });
+
+  it('refuses memory that is not from allocPages (its pages could be reused)', () => {
+    const { r, w } = pipeOf();
+    expect(n.vmspliceIn(w, new Uint8Array(8192))).toBe(EFAULT);
+    const p = pages(8192);
+    expect(n.vmspliceIn(w, p.subarray(4096))).toBe(4096);
+    expect(n.vmspliceIn(-1, p)).toBe(EBADF);
+    n.close(r);
+    n.close(w);
+  });
+
+  it('pages held by the kernel keep their bytes after the buffer is freed; unsentBytes sees them', async () => {
+    const [a, b] = pair();
+    n.setNonBlocking(a, true);
+    const { r, w } = pipeOf();
+    let p: Uint8Array | undefined = pages(65536);
+    p.fill(0xab);
+    expect(n.vmspliceIn(w, p)).toBe(65536);
+    expect(n.spliceOut(r, a, 65536)).toBe(65536);
+    expect(n.unsentBytes(a)).toBeGreaterThan(0);
+    p = undefined;
+    for (let i = 0; i < 5; i++) {
+      gc();
+      await sleep(10);
+      pages(65536).fill(0xcd); // new allocations must not get the lent pages
+    }
+    const got = new Uint8Array(65536);
+    let read = 0;
+    while (read < got.length) read += n.recvMsg(b, got, read, got.length - read, new Int32Array(9));
+    expect(got.every((x) => x === 0xab)).toBe(true);
+    expect(n.unsentBytes(a)).toBe(0);
+    expect(n.unsentBytes(-1)).toBe(EBADF);
+    for (const fd of [a, b, r, w]) n.close(fd);
+  });
+});
+
 describe('gatherRows', () => {
   function mapped(len: number): { host: number; bytes: Uint8Array } {
     const fd = n.memfdCreate('gather', len);
@@ -283,7 +370,7 @@ describe('gatherRows', () => {
     expect(n.gatherRows(dst, 0, 0, 65, 1, segs, 0, 0)).toBe(-n.EINVAL); // source too short
     expect(n.gatherRows(dst, 8, 0, 60, 1, segs, 0, 0)).toBe(-n.EINVAL); // destination too short
     expect(n.gatherRows(dst, 0, 32, 16, 3, segs, 0, 16)).toBe(-n.EINVAL); // third row past dst
-    expect(n.gatherRows(dst, 0, 0, 8, 1, new Float64Array([0x1000, 64]), 0, 0)).toBe(-14); // EFAULT
+    expect(n.gatherRows(dst, 0, 0, 8, 1, new Float64Array([0x1000, 64]), 0, 0)).toBe(EFAULT);
     // Only the bytes the rows touch must lie in one mapping: the first 64 do; bytes 64..127
     // straddle the mapping's end (whatever is mapped after it).
     expect(n.gatherRows(dst, 0, 0, 8, 1, new Float64Array([m.host + 4000, 200]), 0, 0)).toBe(0);

@@ -1,0 +1,48 @@
+/**
+ * Host pixel memory that the display can send without copying it: page-backed (native
+ * allocPages), so the display socket may take its pages by reference. While a display still reads
+ * them, writing would change pixels already sent, so writers ask for a store to write into and get
+ * a fresh copy then (copy-on-write), never a torn frame.
+ */
+import { native, NativeError } from '../native.js';
+import { GpuError } from './errors.js';
+
+/** A display that may still be reading a store's pages (see display/display-channel.ts). */
+export interface PixelReader {
+  /** False once the display has read every pixel of `store` it was given (they may change then). */
+  stillReading(store: PixelStore): boolean;
+}
+
+export class PixelStore {
+  readonly bytes: Uint8Array;
+  readonly words: Uint32Array;
+  /** Set by a display that sent these pages by reference; cleared lazily once it has read them. */
+  reader: PixelReader | null = null;
+
+  constructor(readonly byteLength: number) {
+    const ab = native().allocPages(byteLength);
+    if (typeof ab === 'number') {
+      if (ab === -native().ENOMEM) throw new GpuError('oom', `no host memory for ${byteLength} bytes of pixels`);
+      throw new NativeError(`allocPages(${byteLength})`, ab);
+    }
+    this.bytes = new Uint8Array(ab);
+    this.words = new Uint32Array(ab);
+  }
+
+  /** Whether a display may still read these pages, so they must not change now. */
+  get lent(): boolean {
+    if (this.reader && !this.reader.stillReading(this)) this.reader = null;
+    return this.reader !== null;
+  }
+
+  /**
+   * The store to write into: this one, or (while it is lent) a new one holding the same pixels,
+   * unless the caller overwrites all of them anyway.
+   */
+  forWrite(overwritesAll: boolean): PixelStore {
+    if (!this.lent) return this;
+    const fresh = new PixelStore(this.byteLength);
+    if (!overwritesAll) fresh.bytes.set(this.bytes);
+    return fresh;
+  }
+}
