@@ -43,6 +43,8 @@ const SEND_BUFFER = 8 << 20;
 const MAX_PARTS = 512;
 /** Contiguous pixel payloads from this size on go out by page reference instead of being copied. */
 const BY_REFERENCE_MIN = 256 << 10;
+/** Queued bytes from which a batch's display messages leave at once instead of at its end. */
+const EARLY_FLUSH = 64 << 10;
 /** Pipe for page references: 1 MiB is the largest size unprivileged processes get by default. */
 const PIPE_CAPACITY = 1 << 20;
 
@@ -295,6 +297,11 @@ export class DisplayChannel implements DisplaySink, PixelReader {
    * at the latest.
    */
   private scheduleFlush(): void {
+    // Enough for QEMU to start on while we go on with the batch: send it now (both CPUs work).
+    if (this.backlog >= EARLY_FLUSH && !this.waitingWritable) {
+      this.flush();
+      return;
+    }
     if (!this.flushScheduled && !this.waitingWritable) {
       this.flushScheduled = true;
       queueMicrotask(() => this.flush());
