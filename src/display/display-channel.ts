@@ -56,6 +56,12 @@ interface Part {
   byReference: boolean;
 }
 
+/**
+ * Most pixel memory lent at once. Writers copy a lent store before changing it, so this also bounds
+ * the memory those copies add; beyond it, parts are copied into the message instead of lent.
+ */
+const MAX_LENT = 128 << 20;
+
 /** A store whose pages the display may still read. */
 interface Loan {
   /** Parts of it still in our queue. */
@@ -78,6 +84,8 @@ export class DisplayChannel implements DisplaySink, PixelReader {
   private readonly out: Part[] = [];
   private backlog = 0;
   private readonly loans = new Map<PixelStore, Loan>();
+  /** Sum of the sizes of the stores in loans. */
+  private lentBytes = 0;
   /** Pipe for sends by page reference ([read, write] fds), null when unavailable. */
   private pipe: Int32Array | null = null;
   /** Bytes in the pipe not yet spliced into the socket: they go before anything else. */
@@ -130,6 +138,7 @@ export class DisplayChannel implements DisplaySink, PixelReader {
     native().close(this.fd);
     this.closePipe();
     this.loans.clear();
+    this.lentBytes = 0;
     for (const p of this.pending.splice(0)) {
       clearTimeout(p.timer);
       p.resolve(null);
@@ -151,9 +160,19 @@ export class DisplayChannel implements DisplaySink, PixelReader {
     const loan = this.loans.get(store);
     if (!loan) return false;
     if (loan.queued > 0) return true;
-    if (!this.closed && (this.inPipe > 0 || native().unsentBytes(this.fd) > 0)) return true;
+    this.returnLoans();
+    return this.loans.has(store);
+  }
+
+  /** Once QEMU has read everything sent, no page sent by reference is in use any more. */
+  private returnLoans(): void {
+    if (this.inPipe > 0 || native().unsentBytes(this.fd) > 0) return;
+    for (const [store, loan] of this.loans) if (loan.queued === 0) this.endLoan(store);
+  }
+
+  private endLoan(store: PixelStore): void {
     this.loans.delete(store);
-    return false;
+    this.lentBytes -= store.byteLength;
   }
 
   // --- DisplaySink ---
@@ -280,15 +299,25 @@ export class DisplayChannel implements DisplaySink, PixelReader {
 
   /** Append a part; a view of a store lends the store until it has left (see stillReading). */
   private queue(bytes: Uint8Array, store: PixelStore | null): void {
+    if (store) {
+      let loan = this.loans.get(store);
+      if (!loan && this.lentBytes + store.byteLength > MAX_LENT) this.returnLoans();
+      if (!loan && this.lentBytes + store.byteLength <= MAX_LENT) {
+        loan = { queued: 0, referenced: false };
+        this.loans.set(store, loan);
+        this.lentBytes += store.byteLength;
+      }
+      if (loan) {
+        loan.queued++;
+        store.reader = this;
+      } else {
+        bytes = bytes.slice(); // too much lent already: these bytes become our own
+        store = null;
+      }
+    }
     const byReference = store !== null && this.pipe !== null && bytes.byteLength >= BY_REFERENCE_MIN;
     this.out.push({ bytes, store, byReference });
     this.backlog += bytes.byteLength;
-    if (store) {
-      const loan = this.loans.get(store);
-      if (loan) loan.queued++;
-      else this.loans.set(store, { queued: 1, referenced: false });
-      store.reader = this;
-    }
   }
 
   /**
@@ -382,7 +411,7 @@ export class DisplayChannel implements DisplaySink, PixelReader {
       this.out.shift();
       if (head.store) {
         const loan = this.loans.get(head.store)!;
-        if (--loan.queued === 0 && !loan.referenced) this.loans.delete(head.store);
+        if (--loan.queued === 0 && !loan.referenced) this.endLoan(head.store);
       }
     }
   }

@@ -1,0 +1,87 @@
+/**
+ * The display channel's pixel lending, on a real socket pair: what QEMU reads is what was flushed,
+ * and the memory lent to a QEMU that does not read stays bounded.
+ */
+import { describe, it, expect } from 'vitest';
+import { native } from '../../src/native.js';
+import { DisplayChannel } from '../../src/display/display-channel.js';
+import { PixelStore } from '../../src/device/pixel-store.js';
+
+const n = native();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function socketPair(): [number, number] {
+  const p = n.socketPair();
+  if (typeof p === 'number') throw new Error(`socketPair: ${p}`);
+  n.setNonBlocking(p[1], true);
+  return p;
+}
+
+/** Read `total` bytes from a non-blocking fd, giving the event loop turns meanwhile. */
+async function readAll(fd: number, total: number): Promise<Uint8Array> {
+  const buf = new Uint8Array(total);
+  let got = 0;
+  for (let idle = 0; got < total && idle < 500; ) {
+    const r = n.recvMsg(fd, buf, got, total - got, new Int32Array(9));
+    if (r > 0) {
+      got += r;
+      idle = 0;
+    } else {
+      expect(r).toBe(-n.EAGAIN);
+      idle++;
+      await sleep(2);
+    }
+  }
+  expect(got).toBe(total);
+  return buf;
+}
+
+describe('display channel', () => {
+  it('lends at most 128 MiB of pixel stores to a QEMU that does not read; sends the rest by copy, all intact', async () => {
+    const [ours, qemu] = socketPair();
+    const ch = new DisplayChannel(ours);
+    const W = 1024, H = 256, payload = W * H * 4; // 1 MiB per update, from 16 MiB stores
+    const stores: PixelStore[] = [];
+    for (let i = 0; i < 12; i++) {
+      const store = new PixelStore(16 << 20);
+      store.bytes.fill(i + 1, 0, payload);
+      stores.push(store);
+      expect(ch.update(0, 0, 0, W, H, { store, pitch: W, x: 0, y: 0, swizzle: 'none' })).toBe(true);
+    }
+    ch.flush();
+    // 8 x 16 MiB are lent; the other updates were copied into the channel's own buffers.
+    expect(stores.map((s) => s.lent)).toEqual([...Array(8).fill(true), ...Array(4).fill(false)]);
+    // The lent ones may not change under QEMU: a writer gets a copy.
+    const w = stores[0].forWrite(false);
+    expect(w).not.toBe(stores[0]);
+    expect(w.bytes[payload - 1]).toBe(1);
+    w.bytes.fill(99, 0, payload);
+    stores[9].forWrite(true).bytes.fill(99, 0, payload); // not lent: written in place, after its copy left
+
+    const msg = await readAll(qemu, 12 * (32 + payload));
+    for (let i = 0; i < 12; i++) {
+      const at = i * (32 + payload);
+      const v = new DataView(msg.buffer, at, 32);
+      expect([v.getUint32(0, true), v.getUint32(8, true), v.getUint32(24, true), v.getUint32(28, true)]).toEqual([8, 20 + payload, W, H]);
+      const px = msg.subarray(at + 32, at + 32 + payload);
+      expect(px.every((b) => b === i + 1)).toBe(true);
+    }
+    expect(stores[0].lent).toBe(false); // QEMU read it all: nothing is lent any more
+    ch.close();
+    n.close(qemu);
+  });
+
+  it('converts formats that are not B,G,R,X once, into a store of its own', async () => {
+    const [ours, qemu] = socketPair();
+    const ch = new DisplayChannel(ours);
+    const store = new PixelStore(64 * 64 * 4);
+    store.words.fill(0x11223344); // R8G8B8A8 bytes 44 33 22 11 -> B,G,R,X = 22 33 44 11
+    expect(ch.update(0, 0, 0, 64, 64, { store, pitch: 64, x: 0, y: 0, swizzle: 'swapRB' })).toBe(true);
+    ch.flush();
+    expect(store.lent).toBe(false);
+    const msg = await readAll(qemu, 32 + 64 * 64 * 4);
+    expect(new DataView(msg.buffer, 32, 4).getUint32(0, true).toString(16)).toBe('11443322');
+    ch.close();
+    n.close(qemu);
+  });
+});
