@@ -17,6 +17,9 @@
 @inline export const QSTATE_SIZE: usize = 64;
 /** Scratch for one descriptor or one used element. */
 @inline export const SCRATCH: usize = QSTATE + 64 * 2;
+/** Copy of the current indirect table when it has at most INDIRECT_COPY_DESCS descriptors. */
+@inline export const INDIRECT_COPY: usize = 0x11400;
+@inline export const INDIRECT_COPY_DESCS: u32 = 64;
 /** Request bytes: the first REQ_SIZE readable bytes of the current chain. */
 @inline export const REQ: usize = 0x12000;
 @inline export const REQ_SIZE: u32 = 4096;

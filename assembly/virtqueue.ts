@@ -2,7 +2,7 @@
 // (indexes, loops, indirect tables, addresses, lengths, readable/writable order), keeps the writable
 // segments of each in-flight chain in a slot, and publishes used elements.
 import {
-  QSTATE, QSTATE_SIZE, MAX_QUEUES, SCRATCH, REC, CHAIN, CHAIN_MAX_SEGS, REQ, REQ_SIZE, RESP, RESP_SIZE,
+  QSTATE, QSTATE_SIZE, MAX_QUEUES, SCRATCH, INDIRECT_COPY, INDIRECT_COPY_DESCS, REC, CHAIN, CHAIN_MAX_SEGS, REQ, REQ_SIZE, RESP, RESP_SIZE,
   SLOTS, SLOT_SIZE, MAX_SLOTS, SLOT_MAX_WSEGS, FREE,
   R_STATUS, R_SLOT, R_HEAD, R_QUEUE, R_RLEN, R_WLEN, R_NSEGS, R_NREAD, R_AVAIL_POS, R_AVAIL_SEEN,
   POP_EMPTY, POP_CHAIN, POP_NO_SLOT, POP_BROKEN,
@@ -31,6 +31,8 @@ import { guest_read, guest_write, guest_load16, guest_store16 } from './guest';
 @inline const Q_FLAGS = 36;
 @inline const Q_SIGNALLED = 40;
 @inline const Q_BROKEN = 44;
+/** avail.idx as last read: chains before it are known to be there without reading it again. */
+@inline const Q_AVAIL_SHADOW = 48;
 
 @inline const QF_READY: u32 = 1;
 @inline const QF_EVENT_IDX: u32 = 2;
@@ -115,6 +117,7 @@ export function vq_setup(q: i32, size: u32, desc: u64, avail: u64, used: u64, fe
   const usedOff = <u32>(used - chunkStart(uc));
   store<u32>(s, usedOff, Q_USED_OFF);
   store<u32>(s, lastAvail & 0xffff, Q_LAST_AVAIL);
+  store<u32>(s, lastAvail & 0xffff, Q_AVAIL_SHADOW);
   store<u32>(s, guest_load16(uc, usedOff + 2), Q_USED_IDX);
   store<u32>(s, 0, Q_BROKEN);
   let flags = QF_READY;
@@ -169,10 +172,14 @@ export function vq_pop(q: i32): i32 {
   const ac = load<i32>(s, Q_AVAIL_CHUNK);
   const ao = load<u32>(s, Q_AVAIL_OFF);
   const last = load<u32>(s, Q_LAST_AVAIL);
-  const availIdx = guest_load16(ac, ao + 2);
-  const pending = (availIdx - last) & 0xffff;
-  if (pending == 0) return POP_EMPTY;
-  if (pending > size) return markBroken(s, B_AVAIL_JUMP);
+  let availIdx = load<u32>(s, Q_AVAIL_SHADOW);
+  if (availIdx == last) {
+    availIdx = guest_load16(ac, ao + 2);
+    const pending = (availIdx - last) & 0xffff;
+    if (pending == 0) return POP_EMPTY;
+    if (pending > size) return markBroken(s, B_AVAIL_JUMP);
+    store<u32>(s, availIdx, Q_AVAIL_SHADOW);
+  }
   const head = guest_load16(ac, ao + 4 + ((last & (size - 1)) << 1));
   if (head >= size) return markBroken(s, B_HEAD_INDEX);
   const slot = slotAlloc();
@@ -222,11 +229,16 @@ function walk(s: usize, size: u32, head: u32): i32 {
     if (idx >= tableSize) return E_DESC_INDEX;
     if (ttl == 0) return E_CHAIN_LOOP;
     ttl--;
-    guest_read(tableChunk, tableOff + (idx << 4), SCRATCH, 16);
-    const addr = load<u64>(SCRATCH);
-    const len = load<u32>(SCRATCH, 8);
-    const flags = load<u16>(SCRATCH, 12);
-    const next = <u32>load<u16>(SCRATCH, 14);
+    // A small indirect table was read whole (one snapshot, one call); anything else per descriptor.
+    let d = INDIRECT_COPY + (<usize>idx << 4);
+    if (!indirect || tableSize > INDIRECT_COPY_DESCS) {
+      guest_read(tableChunk, tableOff + (idx << 4), SCRATCH, 16);
+      d = SCRATCH;
+    }
+    const addr = load<u64>(d);
+    const len = load<u32>(d, 8);
+    const flags = load<u16>(d, 12);
+    const next = <u32>load<u16>(d, 14);
     if (flags & F_INDIRECT) {
       // One level only, never together with NEXT, a whole number of descriptors (virtio §2.7.5.3).
       if (indirect || !indirectOk || (flags & F_NEXT) != 0) return E_INDIRECT;
@@ -239,6 +251,7 @@ function walk(s: usize, size: u32, head: u32): i32 {
       ttl = tableSize;
       indirect = true;
       idx = 0;
+      if (tableSize <= INDIRECT_COPY_DESCS) guest_read(tableChunk, tableOff, INDIRECT_COPY, len);
       continue;
     }
     const write = (flags & F_WRITE) != 0;

@@ -4,6 +4,8 @@
  */
 import { native } from '../native.js';
 import { GpuError } from './errors.js';
+import type { Codec } from '../queues/codec.js';
+import { R_NENTRIES } from '../queues/layout.js';
 
 /** Guest memory as the device sees it: translation to chunks and where each chunk is mapped. */
 export interface GuestAccess {
@@ -15,35 +17,51 @@ export interface GuestAccess {
   chunkHost(chunk: number): number;
 }
 
+/** Bookkeeping charged to the host memory budget per backing entry. */
+export const ENTRY_OVERHEAD = 48;
+
 export class Backing {
-  /** [hostAddr, len] pairs, for the addon's gatherRows. */
-  private segs = new Float64Array(0);
+  /** [hostAddr, len] pairs for the addon's gatherRows, resolved on first use. */
+  private segs: Float64Array | null = null;
   private resolvedFor = -1;
   readonly length: number;
 
-  /** entries: gpa/len pairs exactly as the guest gave them (already checked to be guest memory). */
-  constructor(private readonly gpas: bigint[], private readonly lens: number[]) {
+  /** entries: [gpa, len] pairs exactly as the guest gave them (checked to be guest memory by the codec). */
+  private constructor(private readonly entries: readonly number[]) {
     let total = 0;
-    for (const l of lens) total += l;
+    for (let i = 1; i < entries.length; i += 2) total += entries[i];
     this.length = total;
   }
 
+  /**
+   * The mem_entry list the codec decoded for the current request (ATTACH_BACKING). Addresses are
+   * kept as numbers: the codec checked every entry against guest memory, whose addresses QEMU
+   * gives below 2^52, so they are exact.
+   */
+  static fromRequest(codec: Codec): Backing {
+    const n = codec.rec[R_NENTRIES], e = codec.entries;
+    // A plain array: V8 allocates it on its heap, where a typed array this size costs a malloc.
+    const entries: number[] = [];
+    for (let i = 0; i < n; i++) entries.push(e[4 * i + 1] * 2 ** 32 + e[4 * i], e[4 * i + 2]);
+    return new Backing(entries);
+  }
+
   get entryCount(): number {
-    return this.gpas.length;
+    return this.entries.length / 2;
   }
 
   /** [hostAddr, len] pairs of the backing for the current memory table. */
   resolve(mem: GuestAccess): Float64Array {
-    if (this.resolvedFor === mem.generation) return this.segs;
+    if (this.segs && this.resolvedFor === mem.generation) return this.segs;
     const out: number[] = [];
-    for (let i = 0; i < this.gpas.length; i++) {
-      const n = mem.translate(this.gpas[i], this.lens[i], (c, o, l) => {
+    for (let i = 0; i < this.entries.length; i += 2) {
+      const n = mem.translate(BigInt(this.entries[i]), this.entries[i + 1], (c, o, l) => {
         const host = mem.chunkHost(c) + o;
         // Merge with the previous segment when contiguous in host memory (common for guest RAM).
         if (out.length && out[out.length - 2] + out[out.length - 1] === host) out[out.length - 1] += l;
         else out.push(host, l);
       });
-      if (n < 0) throw new GpuError('unspec', `backing entry ${i} is no longer guest memory`);
+      if (n < 0) throw new GpuError('unspec', `backing entry ${i / 2} is no longer guest memory`);
     }
     this.segs = Float64Array.from(out);
     this.resolvedFor = mem.generation;

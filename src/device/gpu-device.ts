@@ -9,11 +9,11 @@ import type { VirglComponent } from '../renderers/virgl/component.js';
 import { VirglDevice } from './virgl-device.js';
 import type { Renderer } from './renderer.js';
 import {
-  R_STATUS, R_TYPE, R_FLAGS, R_FENCE_LO, R_FENCE_HI, R_CTX, R_RING, R_ARGS, R_WLEN, R_NENTRIES, R_AVAIL_POS, R_AVAIL_SEEN,
+  R_STATUS, R_TYPE, R_FLAGS, R_FENCE_LO, R_FENCE_HI, R_CTX, R_RING, R_ARGS, R_WLEN, R_AVAIL_POS, R_AVAIL_SEEN,
 } from '../queues/layout.js';
 import { log } from '../log.js';
 import type { DisplaySink } from './display-sink.js';
-import type { GuestAccess } from './backing.js';
+import { Backing, type GuestAccess } from './backing.js';
 import { GpuError, respType } from './errors.js';
 import { Cmd, Resp, HDR_SIZE, FLAG_FENCE, FLAG_INFO_RING_IDX, GpuFeature, MAX_SCANOUTS, cmdName, DISPLAY_INFO_SIZE, EDID_RESP_SIZE, UUID_RESP_SIZE, CURSOR_SIZE } from './protocol.js';
 import { HostMemoryBudget, ResourceTable, type Resource2D } from './resources.js';
@@ -204,17 +204,9 @@ export class GpuDevice {
       case Cmd.TRANSFER_TO_HOST_2D:
         this.transferToHost2d(this.resources.get(this.arg(6)), this.rectAt(0), this.arg(4) + this.arg(5) * 2 ** 32);
         break;
-      case Cmd.RESOURCE_ATTACH_BACKING: {
-        const res = this.resources.get(this.arg(0));
-        const n = rec[R_NENTRIES];
-        const gpas: bigint[] = new Array(n), lens: number[] = new Array(n);
-        for (let i = 0; i < n; i++) {
-          gpas[i] = codec.entries.getBigUint64(i * 16, true);
-          lens[i] = codec.entries.getUint32(i * 16 + 8, true);
-        }
-        this.resources.attachBacking(res, gpas, lens);
+      case Cmd.RESOURCE_ATTACH_BACKING:
+        this.resources.attachBacking(this.resources.get(this.arg(0)), Backing.fromRequest(codec));
         break;
-      }
       case Cmd.RESOURCE_DETACH_BACKING:
         this.resources.detachBacking(this.resources.get(this.arg(0)));
         break;

@@ -4,13 +4,12 @@
  * guest cannot grow the daemon without bound.
  */
 import { GpuError } from './errors.js';
-import { Backing } from './backing.js';
+import { ENTRY_OVERHEAD, type Backing } from './backing.js';
 import { BYTES_PER_PIXEL, isSupportedFormat } from './formats.js';
 import { PixelStore } from './pixel-store.js';
 
 /** Bookkeeping charged per resource and per backing entry, on top of pixel storage. */
 const RESOURCE_OVERHEAD = 512;
-const ENTRY_OVERHEAD = 48;
 /** Largest width or height accepted (as large as any real GPU's 2D texture limit). */
 export const MAX_DIMENSION = 16384;
 
@@ -105,10 +104,10 @@ export class ResourceTable {
     return r;
   }
 
-  attachBacking(r: Resource2D, gpas: bigint[], lens: number[]): void {
+  attachBacking(r: Resource2D, backing: Backing): void {
     if (r.backing) throw new GpuError('unspec', `resource ${r.id} already has backing`);
-    this.budget.reserve(gpas.length * ENTRY_OVERHEAD, `backing of resource ${r.id}`);
-    r.backing = new Backing(gpas, lens);
+    this.budget.reserve(backing.entryCount * ENTRY_OVERHEAD, `backing of resource ${r.id}`);
+    r.backing = backing;
   }
 
   detachBacking(r: Resource2D): void {

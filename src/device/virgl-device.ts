@@ -11,7 +11,7 @@ import { DEFERRED, type VirtQueue } from '../queues/virtqueue.js';
 import { R_ARGS, R_CTX, R_FENCE_HI, R_FENCE_LO, R_FLAGS, R_NENTRIES, R_RING, R_RLEN } from '../queues/layout.js';
 import type { VirglComponent, VirglCapset } from '../renderers/virgl/component.js';
 import { log } from '../log.js';
-import { Backing, type GuestAccess } from './backing.js';
+import { Backing, ENTRY_OVERHEAD, type GuestAccess } from './backing.js';
 import { GpuError, respType } from './errors.js';
 import { cmdName, Cmd, Resp, HDR_SIZE, FLAG_FENCE, FLAG_INFO_RING_IDX } from './protocol.js';
 import { header, capsetInfo, capsetData } from './virgl-responses.js';
@@ -227,7 +227,7 @@ export class VirglDevice implements Renderer {
   }
 
   private setBacking(res: VirglResource, b: Backing | null): void {
-    if (res.backing) this.budget.release(res.backing.entryCount * 48);
+    if (res.backing) this.budget.release(res.backing.entryCount * ENTRY_OVERHEAD);
     res.backing = b;
   }
 
@@ -235,16 +235,11 @@ export class VirglDevice implements Renderer {
     if (res.backing) throw new GpuError('unspec', `resource ${res.id} already has backing`);
     const n = codec.rec[R_NENTRIES];
     if (n > MAX_BACKING_ENTRIES) throw new GpuError('param', `${n} backing entries (max ${MAX_BACKING_ENTRIES})`);
-    const gpas: bigint[] = new Array(n), lens: number[] = new Array(n);
-    for (let i = 0; i < n; i++) {
-      gpas[i] = codec.entries.getBigUint64(i * 16, true);
-      lens[i] = codec.entries.getUint32(i * 16 + 8, true);
-      if (this.memory.translate(gpas[i], lens[i], () => {}) < 0) throw new GpuError('unspec', `backing entry ${i} is not guest memory`);
-    }
-    const b = new Backing(gpas, lens);
-    this.budget.reserve(n * 48, `backing of resource ${res.id}`);
+    const b = Backing.fromRequest(codec);
+    const segs = b.resolve(this.memory);
+    this.budget.reserve(n * ENTRY_OVERHEAD, `backing of resource ${res.id}`);
     res.backing = b;
-    this.component.attachBacking(res.id, b.resolve(this.memory));
+    this.component.attachBacking(res.id, segs);
   }
 
   private withBacking(id: number): VirglResource {

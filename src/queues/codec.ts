@@ -41,7 +41,8 @@ export class Codec {
   readonly reqView: DataView;
   readonly resp: Uint8Array;
   readonly respView: DataView;
-  readonly entries: DataView;
+  /** Decoded mem_entry list: per entry 4 words {gpa lo, gpa hi, len, padding}. */
+  readonly entries: Uint32Array;
   readonly respCapacity: number;
   private readonly xlate: Uint32Array;
   /** Segments of the current chain {chunk, off, len}, readable ones first. */
@@ -60,7 +61,7 @@ export class Codec {
     this.respView = new DataView(buf, at(4), at(5));
     this.respCapacity = at(5);
     this.maxEntries = at(8);
-    this.entries = new DataView(buf, at(7), this.maxEntries * 16);
+    this.entries = new Uint32Array(buf, at(7), this.maxEntries * 4);
     this.xlate = new Uint32Array(buf, at(9), at(10) * (SEG_SIZE / 4));
     this.maxChunks = at(11);
     this.chain = new Uint32Array(buf, at(6), 4096 * (SEG_SIZE / 4));

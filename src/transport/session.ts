@@ -397,11 +397,9 @@ export class Session {
       r.kickFd = fd;
       if (fd >= 0) {
         n.setNonBlocking(fd, true);
-        // The guest waits for our answer, not for our read of its kick: process first, drain the
-        // eventfd after, then look once more for buffers whose kick that read consumed.
         r.kickWatcher = watchFd(`watch the kick fd of queue ${index}`, fd, () => {
+          n.eventfdRead(fd);
           this.kick(index);
-          if (n.eventfdRead(fd) > 0) this.kick(index);
         });
         r.kickWatcher.start(n.READABLE);
       } else {
