@@ -181,8 +181,9 @@ export function renderSummary(r: Report): string {
       ]),
     ]), '');
     if (r.limits.eventfd[0]) out.push(`eventfd: ${r.limits.eventfd[0].method}.`, '');
-    out.push('A full frame costs at least 3 frame copies end to end: guest pages → resource (the transfer), resource → ' +
-      'socket (the kernel, on send) and socket → display (the kernel, on receive); building the UPDATE in a buffer first adds one.', '');
+    out.push('A full frame copied at every step costs 3 frame copies end to end: guest pages → resource (the transfer), ' +
+      'resource → socket (the kernel, on send) and socket → display (the kernel, on receive); building the UPDATE in a buffer ' +
+      'first adds one. A back-end that hands its pages to the socket by reference (vmsplice) skips the second.', '');
   }
   out.push('## Legend', '',
     '- ops/s: operations per second of the time spent in a back-end\'s own steps in one run (closed loop: one step in flight); med/min over repeats.',
