@@ -21,9 +21,10 @@ export class HostMemoryBudget {
     return this.used;
   }
 
-  reserve(bytes: number, what: string): void {
+  /** Charge bytes for (what, id); the message is built only on failure (this runs per command). */
+  reserve(bytes: number, what: 'resource' | 'backing of resource', id: number): void {
     if (this.used + bytes > this.limit) {
-      throw new GpuError('oom', `${what} needs ${bytes} bytes; ${this.used} of ${this.limit} in use`);
+      throw new GpuError('oom', `${what} ${id} needs ${bytes} bytes; ${this.used} of ${this.limit} in use`);
     }
     this.used += bytes;
   }
@@ -98,7 +99,7 @@ export class ResourceTable {
       throw new GpuError('param', `bad size ${width}x${height} (1..${MAX_DIMENSION} each)`);
     }
     const bytes = width * height * BYTES_PER_PIXEL + RESOURCE_OVERHEAD;
-    this.budget.reserve(bytes, `resource ${id} (${width}x${height})`);
+    this.budget.reserve(bytes, 'resource', id);
     const r = new Resource2D(id, format, width, height);
     this.map.set(id, r);
     return r;
@@ -106,7 +107,7 @@ export class ResourceTable {
 
   attachBacking(r: Resource2D, backing: Backing): void {
     if (r.backing) throw new GpuError('unspec', `resource ${r.id} already has backing`);
-    this.budget.reserve(backing.entryCount * ENTRY_OVERHEAD, `backing of resource ${r.id}`);
+    this.budget.reserve(backing.entryCount * ENTRY_OVERHEAD, 'backing of resource', r.id);
     r.backing = backing;
   }
 

@@ -212,7 +212,7 @@ export class VirglDevice implements Renderer {
     }
     // Host memory the renderer may hold for it (4 bytes per texel, mips not counted): bounded like 2D.
     const charge = (target === 0 ? width : width * height * depth * arraySize * 4) + RESOURCE_OVERHEAD;
-    this.budget.reserve(charge, `resource ${id}`);
+    this.budget.reserve(charge, 'resource', id);
     this.component.createResource(args);
     this.resources.set(id, { id, format: args[2], width, height, yTop: (args[10] & Y_0_TOP) !== 0, target, backing: null, charge, uuid: null });
   }
@@ -237,7 +237,7 @@ export class VirglDevice implements Renderer {
     if (n > MAX_BACKING_ENTRIES) throw new GpuError('param', `${n} backing entries (max ${MAX_BACKING_ENTRIES})`);
     const b = Backing.fromRequest(codec);
     const segs = b.resolve(this.memory);
-    this.budget.reserve(n * ENTRY_OVERHEAD, `backing of resource ${res.id}`);
+    this.budget.reserve(n * ENTRY_OVERHEAD, 'backing of resource', res.id);
     res.backing = b;
     this.component.attachBacking(res.id, segs);
   }
