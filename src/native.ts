@@ -152,6 +152,11 @@ export interface NativeAddon {
    * its pages are never reused while referenced. ArrayBuffer, or -errno.
    */
   allocPages(size: number): ArrayBuffer | number;
+  /**
+   * Give an allocPages buffer's pages back to the system now (madvise DONTNEED), not at garbage
+   * collection; it reads as zeros afterwards. 0, or -errno (-EFAULT if not allocPages memory).
+   */
+  discardPages(buffer: ArrayBuffer): number;
   /** A non-blocking pipe; out = [read end, write end]. Its capacity in bytes, or -errno. */
   pipeCreate(out: Int32Array, capacity: number): number;
   /**

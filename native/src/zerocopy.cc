@@ -68,6 +68,20 @@ Napi::Value AllocPages(const Napi::CallbackInfo& info) {
   return Napi::Value(env, ab);
 }
 
+// discardPages(buffer: ArrayBuffer from allocPages) -> 0, or -errno (-EFAULT: not allocPages
+// memory). The pages go back to the system now rather than at garbage collection; the buffer reads
+// as zeros afterwards. Pages the kernel still references (sent by reference) keep their bytes.
+Napi::Value DiscardPages(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArrayBuffer()) return TypeErr(env, "expected an ArrayBuffer");
+  auto ab = info[0].As<Napi::ArrayBuffer>();
+  uintptr_t base = reinterpret_cast<uintptr_t>(ab.Data());
+  size_t len = ab.ByteLength();
+  if (len == 0 || !InPageBuffer(base, len)) return Err(env, EFAULT);
+  if (madvise(ab.Data(), len, MADV_DONTNEED) != 0) return Err(env, errno);
+  return Num(env, 0);
+}
+
 // pipeCreate(out: Int32Array(2), capacity) -> the pipe's capacity in bytes, or -errno. Both ends
 // non-blocking; out = [read end, write end]. A capacity the system refuses leaves the default.
 Napi::Value PipeCreate(const Napi::CallbackInfo& info) {
@@ -138,6 +152,7 @@ Napi::Value UnsentBytes(const Napi::CallbackInfo& info) {
 
 void InitZeroCopy(Napi::Env env, Napi::Object exports) {
   SetFn(env, exports, "allocPages", AllocPages);
+  SetFn(env, exports, "discardPages", DiscardPages);
   SetFn(env, exports, "pipeCreate", PipeCreate);
   SetFn(env, exports, "vmspliceIn", VmspliceIn);
   SetFn(env, exports, "spliceOut", SpliceOut);

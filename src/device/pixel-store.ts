@@ -36,6 +36,14 @@ export class PixelStore {
   }
 
   /**
+   * Return the memory at once (the owner is gone), unless a display still needs the pages: then
+   * garbage collection frees them later. The store must not be used afterwards.
+   */
+  discard(): void {
+    if (!this.lent) native().discardPages(this.bytes.buffer as ArrayBuffer);
+  }
+
+  /**
    * The store to write into: this one, or (while it is lent) a new one holding the same pixels,
    * unless the caller overwrites all of them anyway.
    */

@@ -68,6 +68,12 @@ export class Resource2D {
     return s.bytes;
   }
 
+  /** The resource is gone: its pixel memory goes back now (see PixelStore.discard). */
+  discardPixels(): void {
+    this.storage?.discard();
+    this.storage = null;
+  }
+
   get charge(): number {
     return this.stride * this.height + RESOURCE_OVERHEAD;
   }
@@ -119,6 +125,7 @@ export class ResourceTable {
 
   destroy(r: Resource2D): void {
     if (r.backing) this.detachBacking(r);
+    r.discardPixels();
     this.budget.release(r.charge);
     this.map.delete(r.id);
   }

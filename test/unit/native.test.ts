@@ -315,6 +315,24 @@ describe('zero-copy writes', () => {
     n.close(w);
   });
 
+  it('discardPages returns pages (reads as zeros after); pages the kernel holds keep their bytes', async () => {
+    const [a, b] = pair();
+    n.setNonBlocking(a, true);
+    const { r, w } = pipeOf();
+    const p = pages(65536);
+    p.fill(0x5a);
+    expect(n.vmspliceIn(w, p)).toBe(65536);
+    expect(n.spliceOut(r, a, 65536)).toBe(65536);
+    expect(n.discardPages(p.buffer as ArrayBuffer)).toBe(0);
+    expect(p.every((x) => x === 0)).toBe(true);
+    const got = new Uint8Array(65536);
+    let read = 0;
+    while (read < got.length) read += n.recvMsg(b, got, read, got.length - read, new Int32Array(9));
+    expect(got.every((x) => x === 0x5a)).toBe(true);
+    expect(n.discardPages(new ArrayBuffer(8192))).toBe(EFAULT);
+    for (const fd of [a, b, r, w]) n.close(fd);
+  });
+
   it('pages held by the kernel keep their bytes after the buffer is freed; unsentBytes sees them', async () => {
     const [a, b] = pair();
     n.setNonBlocking(a, true);
