@@ -4,7 +4,7 @@
  * the resources it created and their backing so tests can write pixels into guest pages and
  * read them back. GpuDriver (gpu-driver.ts) adds capsets, 3D and blobs.
  */
-import { GpuCmd, GPU_HDR_SIZE } from './constants.js';
+import { GpuCmd, GpuFormat, GPU_HDR_SIZE } from './constants.js';
 import { GuestRam, ScatterBuffer, writeU64At } from './guest-memory.js';
 import type { GuestRange } from './guest-memory.js';
 import { DriverQueue } from './virtqueue.js';
@@ -151,6 +151,23 @@ export class GpuDriver2d extends GpuSubmitter {
     const px = new Uint32Array(res.width * res.height);
     for (let y = 0; y < res.height; y++) for (let x = 0; x < res.width; x++) px[y * res.width + x] = fn(x, y) >>> 0;
     this.writePixels(resourceId, 0, 0, res.width, res.height, px);
+    return px;
+  }
+
+  /**
+   * Create a w x h B8G8R8X8 resource with a test pattern, transfer it and show it on scanout 0.
+   * Throws if the device refuses a step. Returns the pixels shown.
+   */
+  async showPattern(resourceId: number, w: number, h: number): Promise<Uint32Array> {
+    const step = async (what: string, p: Promise<GpuResponse>) => {
+      const r = await p;
+      if (!r.ok) throw new Error(`showPattern: ${what} answered ${r.type.toString(16)}`);
+    };
+    await step('RESOURCE_CREATE_2D', this.resourceCreate2d(resourceId, GpuFormat.B8G8R8X8_UNORM, w, h));
+    await step('RESOURCE_ATTACH_BACKING', this.attachBacking(resourceId));
+    const px = this.fillPixels(resourceId, (x, y) => ((x * 7 + y * 13) & 0xffffff) | 0xff000000);
+    await step('TRANSFER_TO_HOST_2D', this.transferToHost2d(resourceId, 0, 0, w, h));
+    await step('SET_SCANOUT', this.setScanout(0, resourceId, 0, 0, w, h));
     return px;
   }
 

@@ -263,3 +263,31 @@ describe.each(backends)('%s driven by the test frontend', (_name, cmd, quirks) =
     expect(bases).toEqual([availBefore, s.cursor.availIdx]);
   });
 });
+
+describe.each(backends)('%s with fewer features', (_name, cmd) => {
+  let dir: string;
+  beforeAll(() => { dir = mkdtempSync(join(tmpdir(), 'vhost-gpu-plain-')); });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('works without EVENT_IDX, INDIRECT_DESC and REPLY_ACK, with ADD_MEM_REG and a small ring', async () => {
+    const backend = await startBackend(cmd, join(dir, 'gpu.sock'));
+    const s = await connectFrontend(backend, {
+      features: { edid: true },
+      protocolFeatures: bit(ProtocolFeature.MQ) | bit(ProtocolFeature.CONFIG) | bit(ProtocolFeature.CONFIGURE_MEM_SLOTS),
+      memTable: 'add', controlSize: 64,
+    }).catch(async (e: unknown) => { await backend.stop(); throw e; });
+    try {
+      expect(s.started!.features & (bit(VirtioFeature.EVENT_IDX) | bit(VirtioFeature.INDIRECT_DESC))).toBe(0n);
+      const px = await s.driver.showPattern(1, 32, 32);
+      // 100 commands at once on a 64-descriptor ring: later ones wait for ring space.
+      const all = await Promise.all(Array.from({ length: 100 }, (_, i) => s.driver.resourceFlush(1, 0, i % 32, 32, 1)));
+      expect(all.every((r) => r.ok)).toBe(true);
+      await s.display.waitForCount(DisplayMsg.UPDATE, 100);
+      expect(new Uint32Array(s.display.surface(0)!.data.buffer)).toEqual(px);
+      expect(s.driver.inFlight()).toBe(0);
+    } finally {
+      s.close();
+      await backend.stop();
+    }
+  });
+});

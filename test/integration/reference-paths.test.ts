@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  startBackend, connectFrontend, DisplayMsg, GpuCmd, GpuResp, GpuFormat, VirtioFeature, ProtocolFeature, bit,
+  startBackend, connectFrontend, DisplayMsg, GpuCmd, GpuResp,
   encCursor, writeHeader, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
 } from '../frontend/index.js';
 import type { FrontendSession } from '../frontend/index.js';
@@ -26,35 +26,6 @@ describe('QEMU reference back-end: other front-end paths', () => {
     return { backend, s, async done() { s.close(); return backend.stop(); } };
   }
 
-  async function showPattern(s: FrontendSession, id: number, w: number, h: number): Promise<Uint32Array> {
-    expect((await s.driver.resourceCreate2d(id, GpuFormat.B8G8R8X8_UNORM, w, h)).ok).toBe(true);
-    expect((await s.driver.attachBacking(id)).ok).toBe(true);
-    const px = s.driver.fillPixels(id, (x, y) => (x * 7 + y * 13) | 0xff000000);
-    expect((await s.driver.transferToHost2d(id, 0, 0, w, h)).ok).toBe(true);
-    expect((await s.driver.setScanout(0, id, 0, 0, w, h)).ok).toBe(true);
-    return px;
-  }
-
-  it('works without EVENT_IDX, INDIRECT_DESC and REPLY_ACK, with ADD_MEM_REG and a small ring', async () => {
-    const { s, done } = await session('plain.sock', {
-      features: { edid: true },
-      protocolFeatures: bit(ProtocolFeature.MQ) | bit(ProtocolFeature.CONFIG) | bit(ProtocolFeature.CONFIGURE_MEM_SLOTS),
-      memTable: 'add', controlSize: 64,
-    });
-    try {
-      expect(s.started!.features & (bit(VirtioFeature.EVENT_IDX) | bit(VirtioFeature.INDIRECT_DESC))).toBe(0n);
-      const px = await showPattern(s, 1, 32, 32);
-      // 100 commands at once on a 64-descriptor ring: later ones wait for ring space.
-      const all = await Promise.all(Array.from({ length: 100 }, (_, i) => s.driver.resourceFlush(1, 0, i % 32, 32, 1)));
-      expect(all.every((r) => r.ok)).toBe(true);
-      await s.display.waitForCount(DisplayMsg.UPDATE, 100);
-      expect(new Uint32Array(s.display.surface(0)!.data.buffer)).toEqual(px);
-      expect(s.driver.inFlight()).toBe(0);
-    } finally {
-      await done();
-    }
-  });
-
   it('restarts the rings after GET_VRING_BASE, as QEMU does on stop/start', async () => {
     const { s, done } = await session('restart.sock');
     try {
@@ -71,7 +42,7 @@ describe('QEMU reference back-end: other front-end paths', () => {
   it('a stalled display blocks the C back-end until the display reads again', async () => {
     const { s, done } = await session('stall.sock');
     try {
-      await showPattern(s, 1, 512, 512);
+      await s.driver.showPattern(1, 512, 512);
       s.display.pause();
       // A 1 MiB UPDATE does not fit the socket buffer; the back-end blocks in sendmsg.
       await expect(s.driver.resourceFlush(1, 0, 0, 512, 512, { timeoutMs: 300 })).rejects.toThrow(/no completion/);

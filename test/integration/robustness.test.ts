@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fc } from '@fast-check/vitest';
 import {
-  startBackend, connectFrontend, DisplayMsg, GpuCmd, GpuResp, GpuFormat, VirtioFeature, ProtocolFeature, bit,
+  startBackend, connectFrontend, DisplayMsg, GpuCmd, GpuResp, GpuFormat, bit,
   writeHeader, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VhostUserRequest,
 } from '../frontend/index.js';
 import type { BackendProcess, FrontendSession, ConnectOptions } from '../frontend/index.js';
@@ -54,15 +54,6 @@ async function withSession(opts: ConnectOptions, body: (s: FrontendSession) => P
   }
 }
 
-async function showPattern(s: FrontendSession, id: number, w: number, h: number): Promise<Uint32Array> {
-  expect((await s.driver.resourceCreate2d(id, GpuFormat.B8G8R8X8_UNORM, w, h)).ok).toBe(true);
-  expect((await s.driver.attachBacking(id)).ok).toBe(true);
-  const px = s.driver.fillPixels(id, (x, y) => ((x * 7 + y * 13) & 0xffffff) | 0xff000000);
-  expect((await s.driver.transferToHost2d(id, 0, 0, w, h)).ok).toBe(true);
-  expect((await s.driver.setScanout(0, id, 0, 0, w, h)).ok).toBe(true);
-  return px;
-}
-
 /** The daemon answers a plain command (it is alive and the control queue moves). */
 async function alive(s: FrontendSession): Promise<void> {
   expect((await s.driver.getDisplayInfo({ timeoutMs: 3000 })).type).toBe(GpuResp.OK_DISPLAY_INFO);
@@ -88,24 +79,9 @@ describe('sessions', () => {
     });
   });
 
-  it('works without EVENT_IDX, INDIRECT_DESC and REPLY_ACK, with ADD_MEM_REG and a small ring', async () => {
-    await withSession({
-      features: { edid: true },
-      protocolFeatures: bit(ProtocolFeature.MQ) | bit(ProtocolFeature.CONFIG) | bit(ProtocolFeature.CONFIGURE_MEM_SLOTS),
-      memTable: 'add', controlSize: 64,
-    }, async (s) => {
-      expect(s.started!.features & (bit(VirtioFeature.EVENT_IDX) | bit(VirtioFeature.INDIRECT_DESC))).toBe(0n);
-      const px = await showPattern(s, 1, 32, 32);
-      const all = await Promise.all(Array.from({ length: 100 }, (_, i) => s.driver.resourceFlush(1, 0, i % 32, 32, 1)));
-      expect(all.every((r) => r.ok)).toBe(true);
-      await s.display.waitForCount(DisplayMsg.UPDATE, 100);
-      expect(new Uint32Array(s.display.surface(0)!.data.buffer)).toEqual(px);
-    });
-  });
-
   it('keeps resources across a ring stop/start (a paused VM) and resets them for a new driver', async () => {
     await withSession({}, async (s) => {
-      await showPattern(s, 1, 16, 16);
+      await s.driver.showPattern(1, 16, 16);
       const bases = await s.frontend.stop([s.control, s.cursor]);
       await s.frontend.startRings([s.control, s.cursor], { bases });
       expect((await s.driver.resourceCreate2d(1, GpuFormat.B8G8R8X8_UNORM, 8, 8)).type).toBe(GpuResp.ERR_INVALID_RESOURCE_ID);
@@ -143,7 +119,7 @@ describe('sessions', () => {
 describe('display', () => {
   it('never blocks on a stalled display: commands complete, the update arrives when QEMU reads again', async () => {
     await withSession({}, async (s) => {
-      await showPattern(s, 1, 512, 512);
+      await s.driver.showPattern(1, 512, 512);
       s.display.pause();
       for (let i = 0; i < 4; i++) expect((await s.driver.resourceFlush(1, 0, 0, 512, 512, { timeoutMs: 2000 })).ok).toBe(true);
       await alive(s); // GET_DISPLAY_INFO waits for its reply (bounded) and is answered
@@ -325,7 +301,7 @@ describe('hostile guest (virtqueues and commands)', () => {
 
   it('never writes a 32-bit-wrapped rectangle: transfer and flush rects are checked in full', async () => {
     await withSession({}, async (s) => {
-      await showPattern(s, 1, 64, 64);
+      await s.driver.showPattern(1, 64, 64);
       const big = 0xffff_fff0;
       expect((await s.driver.transferToHost2d(1, big, 0, 0x20, 1)).type).toBe(GpuResp.ERR_INVALID_PARAMETER);
       expect((await s.driver.transferToHost2d(1, 0, big, 1, 0x20)).type).toBe(GpuResp.ERR_INVALID_PARAMETER);
@@ -349,7 +325,7 @@ describe('hostile guest (virtqueues and commands)', () => {
 
   it('completes fenced commands with their fence ids, in order', async () => {
     await withSession({}, async (s) => {
-      await showPattern(s, 1, 16, 16);
+      await s.driver.showPattern(1, 16, 16);
       const rs = await Promise.all(Array.from({ length: 50 }, (_, i) => s.driver.resourceFlush(1, 0, 0, 16, 16, { fenceId: BigInt(1000 + i) })));
       rs.forEach((r, i) => {
         expect(r.ok).toBe(true);
