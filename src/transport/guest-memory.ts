@@ -20,7 +20,15 @@ export interface Chunk {
   /** Host address of the chunk's first byte (user-space addresses fit a double exactly). */
   host: number;
   bytes: Uint8Array;
+  /** The chunk as 32-bit words (its whole words), for aligned small copies. */
+  words: Uint32Array;
   view: DataView;
+}
+
+/** A chunk of guest memory over the ArrayBuffer `ab` (a view of the mapping). */
+export function makeChunk(gpa: bigint, host: number, ab: ArrayBuffer): Chunk {
+  const len = ab.byteLength;
+  return { gpa, len, host, bytes: new Uint8Array(ab), words: new Uint32Array(ab, 0, len >>> 2), view: new DataView(ab) };
 }
 
 interface Region extends RegionDesc {
@@ -109,9 +117,7 @@ export class GuestMemory {
         const len = Math.min(CHUNK_MAX, size - at);
         const ab = native().view(r.map.addr, base + at, len);
         if (typeof ab === 'number') throw new GuestMemoryError(`cannot view guest memory: ${errnoName(ab)}`);
-        const bytes = new Uint8Array(ab);
-        const host = Number(r.map.addr) + base + at;
-        chunks.push({ gpa: r.guestPhysAddr + BigInt(at), len, host, bytes, view: new DataView(ab) });
+        chunks.push(makeChunk(r.guestPhysAddr + BigInt(at), Number(r.map.addr) + base + at, ab));
       }
     }
     this.chunkList = chunks;

@@ -4,7 +4,7 @@
  */
 import { Codec } from '../../src/queues/codec.js';
 import { native } from '../../src/native.js';
-import type { GuestMemory, Chunk } from '../../src/transport/guest-memory.js';
+import { makeChunk, type GuestMemory, type Chunk } from '../../src/transport/guest-memory.js';
 
 export const F_NEXT = 1, F_WRITE = 2, F_INDIRECT = 4;
 
@@ -24,7 +24,7 @@ export class MockRam {
       if (typeof map === 'number') throw new Error(`mmap: ${map}`);
       const ab = n.view(map.addr, 0, len);
       if (typeof ab === 'number') throw new Error(`view: ${ab}`);
-      this.chunks.push({ gpa: at, len, host: Number(map.addr), bytes: new Uint8Array(ab), view: new DataView(ab) });
+      this.chunks.push(makeChunk(at, Number(map.addr), ab));
       at += BigInt(len);
     }
     this.next = base;
