@@ -285,9 +285,8 @@ export class DisplayChannel implements DisplaySink, PixelReader {
     let size = 0;
     for (const p of parts) size += p.byteLength;
     const msg = new Uint8Array(HDR + size);
-    const v = new DataView(msg.buffer);
-    v.setUint32(0, type, true);
-    v.setUint32(8, size, true);
+    putU32(msg, 0, type);
+    putU32(msg, 8, size);
     let at = HDR;
     for (const p of parts) {
       msg.set(p, at);
@@ -491,9 +490,19 @@ export class DisplayChannel implements DisplaySink, PixelReader {
   }
 }
 
+/**
+ * Little-endian u32s as bytes. Stored byte by byte: a small Uint8Array lives on V8's heap until its
+ * .buffer is asked for (a DataView over it), which would cost a malloc per message header.
+ */
 function u32s(...values: number[]): Uint8Array {
   const b = new Uint8Array(values.length * 4);
-  const v = new DataView(b.buffer);
-  values.forEach((x, i) => v.setUint32(i * 4, x >>> 0, true));
+  for (let i = 0; i < values.length; i++) putU32(b, 4 * i, values[i]);
   return b;
+}
+
+function putU32(b: Uint8Array, at: number, x: number): void {
+  b[at] = x;
+  b[at + 1] = x >>> 8;
+  b[at + 2] = x >>> 16;
+  b[at + 3] = x >>> 24;
 }
