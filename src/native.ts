@@ -160,10 +160,11 @@ export interface NativeAddon {
   /** A non-blocking pipe; out = [read end, write end]. Its capacity in bytes, or -errno. */
   pipeCreate(out: Int32Array, capacity: number): number;
   /**
-   * vmsplice: the pipe takes references to the pages of `bytes` (allocPages memory only, else
-   * -EFAULT). Bytes taken (up to the pipe's free room), or -errno (-EAGAIN when full).
+   * vmsplice: the pipe takes references to the pages of `parts`, in order (allocPages memory only,
+   * else -EFAULT; at most 512 parts). Bytes taken (up to the pipe's free room), or -errno
+   * (-EAGAIN when full).
    */
-  vmspliceIn(pipeWrite: number, bytes: Uint8Array): number;
+  vmspliceIn(pipeWrite: number, parts: readonly Uint8Array[]): number;
   /** splice up to len bytes from the pipe into fd (non-blocking): bytes moved, or -errno. */
   spliceOut(pipeRead: number, fd: number, len: number): number;
   /** SIOCOUTQ: 0 when the peer has read everything written to the socket; > 0 otherwise; or -errno. */

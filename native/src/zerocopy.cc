@@ -21,6 +21,7 @@ namespace vg {
 namespace {
 
 constexpr uint64_t kMaxPages = 1ull << 30;  // 1 GiB, as for views
+constexpr uint32_t kMaxParts = 512;          // iovecs per vmsplice (IOV_MAX is 1024)
 
 std::mutex g_pagesMutex;
 std::map<uintptr_t, size_t> g_pages;  // live allocPages() buffers: base -> size
@@ -108,21 +109,32 @@ Napi::Value PipeCreate(const Napi::CallbackInfo& info) {
   return Num(env, got);
 }
 
-// vmspliceIn(pipeWrite, bytes: Uint8Array) -> bytes now referenced by the pipe (up to its free
-// room), or -errno (-EAGAIN: pipe full; -EFAULT: bytes are not allocPages() memory).
+// vmspliceIn(pipeWrite, parts: Uint8Array[]) -> bytes now referenced by the pipe (as many as its
+// free room takes, in order), or -errno (-EAGAIN: pipe full; -EFAULT: a part is not allocPages()
+// memory; -EINVAL: more than kMaxParts parts).
 Napi::Value VmspliceIn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd;
-  uint8_t* data;
-  size_t len;
-  if (!ArgFd(info, 0, &fd) || !ArgBytes(info[1], &data, &len)) return {};
-  if (len == 0) return Num(env, 0);
-  if (!InPageBuffer(reinterpret_cast<uintptr_t>(data), len)) return Err(env, EFAULT);
-  iovec iov{data, len};
-  ssize_t n;
-  do n = vmsplice(fd, &iov, 1, SPLICE_F_NONBLOCK);
-  while (n < 0 && errno == EINTR);
-  return SysRet(env, n);
+  if (!ArgFd(info, 0, &fd)) return {};
+  if (!info[1].IsArray()) return TypeErr(env, "parts must be an array");
+  Napi::Array parts = info[1].As<Napi::Array>();
+  uint32_t count = parts.Length();
+  if (count > kMaxParts) return Err(env, EINVAL);
+  iovec iov[kMaxParts];
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    uint8_t* data;
+    size_t len;
+    if (!ArgBytes(parts.Get(i), &data, &len)) return {};
+    if (len == 0) continue;
+    if (!InPageBuffer(reinterpret_cast<uintptr_t>(data), len)) return Err(env, EFAULT);
+    iov[n++] = {data, len};
+  }
+  if (n == 0) return Num(env, 0);
+  ssize_t r;
+  do r = vmsplice(fd, iov, n, SPLICE_F_NONBLOCK);
+  while (r < 0 && errno == EINTR);
+  return SysRet(env, r);
 }
 
 // spliceOut(pipeRead, fd, len) -> bytes moved from the pipe into fd (a socket), or -errno.

@@ -32,8 +32,11 @@ export interface DisplaySink {
    * Returns false if the update was dropped (display gone or backed up).
    */
   update(scanout: number, x: number, y: number, width: number, height: number, src: PixelSource): boolean;
-  /** New 64x64 cursor image (a8r8g8b8 words) with hot spot, at x,y. */
-  cursorUpdate(scanout: number, x: number, y: number, hotX: number, hotY: number, image: Uint32Array): void;
+  /**
+   * New 64x64 cursor image (a8r8g8b8 words, the first 16 KiB of `image`) with hot spot, at x,y. As
+   * with update(), the display may read the store later: change it only through forWrite.
+   */
+  cursorUpdate(scanout: number, x: number, y: number, hotX: number, hotY: number, image: PixelStore): void;
   cursorMove(scanout: number, x: number, y: number): void;
   cursorHide(scanout: number, x: number, y: number): void;
 }

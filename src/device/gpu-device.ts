@@ -14,6 +14,7 @@ import {
 import { log } from '../log.js';
 import type { DisplaySink } from './display-sink.js';
 import { Backing, type GuestAccess } from './backing.js';
+import { PixelStore } from './pixel-store.js';
 import { GpuError, respType } from './errors.js';
 import { Cmd, Resp, HDR_SIZE, FLAG_FENCE, FLAG_INFO_RING_IDX, GpuFeature, MAX_SCANOUTS, cmdName, DISPLAY_INFO_SIZE, EDID_RESP_SIZE, UUID_RESP_SIZE, CURSOR_SIZE } from './protocol.js';
 import { HostMemoryBudget, ResourceTable, type Resource2D } from './resources.js';
@@ -41,7 +42,8 @@ export class GpuDevice {
   private acked = 0n;
   /** The renderer resource and context commands go to (null: the built-in 2D path). */
   private readonly renderer: Renderer | null;
-  private readonly cursorImage = new Uint32Array(CURSOR_SIZE * CURSOR_SIZE);
+  /** The converted cursor image, sent from here (lent to the display like resource pixels). */
+  private cursorImage: PixelStore | null = null;
   /** What cursorImage holds: a resource's pixels at a version (cursors are re-sent far more often than redrawn). */
   private cursorOf: { res: Resource2D | null; version: number } = { res: null, version: 0 };
   /** The record of the command being executed, and a rectangle reused for its rect argument. */
@@ -334,10 +336,11 @@ export class GpuDevice {
           throw new GpuError('param', `cursor resource ${resId} is ${res.width}x${res.height}, not 64x64`);
         }
         if (this.cursorOf.res !== res || this.cursorOf.version !== res.version) {
-          convertWords(swizzleOf(res.format), res.words, 0, this.cursorImage, 0, CURSOR_SIZE * CURSOR_SIZE);
+          this.cursorImage = this.cursorImage?.forWrite(true) ?? new PixelStore(CURSOR_SIZE * CURSOR_SIZE * 4);
+          convertWords(swizzleOf(res.format), res.words, 0, this.cursorImage.words, 0, CURSOR_SIZE * CURSOR_SIZE);
           this.cursorOf = { res, version: res.version };
         }
-        this.display.cursorUpdate(scanout, x, y, this.arg(5), this.arg(6), this.cursorImage);
+        this.display.cursorUpdate(scanout, x, y, this.arg(5), this.arg(6), this.cursorImage!);
       } catch (e) {
         log.guest('cursor-update', `cursor: ${(e as Error).message}`);
       }

@@ -39,7 +39,7 @@ export class VirglScanouts {
   private readonly words: Uint32Array;
   /** What the display is sent from: readback bands are copied here (the next readback reuses the buffer). */
   private sendStore: PixelStore | null = null;
-  private readonly cursorImage = new Uint32Array(CURSOR_SIZE * CURSOR_SIZE);
+  private cursorImage: PixelStore | null = null;
   /** Readbacks share one buffer region: they run one after another. */
   private busy: Promise<unknown> = Promise.resolve();
 
@@ -121,8 +121,9 @@ export class VirglScanouts {
     const run = this.busy.then(async () => {
       const rc = await this.component.readback(res.id, { x: 0, y: 0, width: CURSOR_SIZE, height: CURSOR_SIZE }, !res.yTop, { offset: 0, stride: CURSOR_SIZE * 4 });
       if (rc < 0) return;
-      convertWords(swizzleOf(res.format), this.words, 0, this.cursorImage, 0, CURSOR_SIZE * CURSOR_SIZE);
-      this.display.cursorUpdate(scanout, x, y, hotX, hotY, this.cursorImage);
+      const image = (this.cursorImage = this.cursorImage?.forWrite(true) ?? new PixelStore(CURSOR_SIZE * CURSOR_SIZE * 4));
+      convertWords(swizzleOf(res.format), this.words, 0, image.words, 0, CURSOR_SIZE * CURSOR_SIZE);
+      this.display.cursorUpdate(scanout, x, y, hotX, hotY, image);
     }).catch((e: unknown) => log.error(`virgl: cursor from resource ${res.id}: ${(e as Error)?.stack ?? e}`));
     this.busy = run;
   }

@@ -33,6 +33,7 @@ export const Msg = {
 } as const;
 
 const FLAG_REPLY = 0x4;
+const CURSOR_BYTES = 64 * 64 * 4;
 const HDR = 12;
 const PROTOCOL_F_EDID = 1n << 0n;
 const REPLY_TIMEOUT_MS = 2000;
@@ -41,8 +42,10 @@ const MAX_BACKLOG = 64 << 20;
 const SEND_BUFFER = 8 << 20;
 /** Buffers per sendmsg (IOV_MAX is 1024). */
 const MAX_PARTS = 512;
-/** Contiguous pixel payloads from this size on go out by page reference instead of being copied. */
-const BY_REFERENCE_MIN = 256 << 10;
+/** Pixel parts from this size on go out by page reference instead of being copied. */
+const BY_REFERENCE_MIN = 4096;
+/** Page memory for our own bytes (headers) that travel in the pipe beside pixels sent by reference. */
+const ARENA_SIZE = 256 << 10;
 /** Queued bytes from which a batch's display messages leave at once instead of at its end. */
 const EARLY_FLUSH = 64 << 10;
 /** Pipe for page references: 1 MiB is the largest size unprivileged processes get by default. */
@@ -90,6 +93,9 @@ export class DisplayChannel implements DisplaySink, PixelReader {
   private pipe: Int32Array | null = null;
   /** Bytes in the pipe not yet spliced into the socket: they go before anything else. */
   private inPipe = 0;
+  /** Where our own bytes are copied to go through the pipe; a new one when full (never reused). */
+  private arena: PixelStore | null = null;
+  private arenaAt = ARENA_SIZE;
   private flushScheduled = false;
   private waitingWritable = false;
   private inBuf = new Uint8Array(MAX_REPLY + HDR);
@@ -240,14 +246,11 @@ export class DisplayChannel implements DisplaySink, PixelReader {
     return true;
   }
 
-  /**
-   * Gathered like update(): the image goes out from the caller's buffer. Should the socket be
-   * backed up, a later cursor image may replace it before it leaves; only the newest one matters.
-   */
-  cursorUpdate(scanout: number, x: number, y: number, hotX: number, hotY: number, image: Uint32Array): void {
+  /** Gathered like update(): the image goes out from the caller's store, by page reference. */
+  cursorUpdate(scanout: number, x: number, y: number, hotX: number, hotY: number, image: PixelStore): void {
     if (this.closed) return;
-    this.queue(u32s(Msg.CURSOR_UPDATE, 0, 20 + image.byteLength, scanout, x, y, hotX, hotY), null);
-    this.queue(new Uint8Array(image.buffer, image.byteOffset, image.byteLength), null);
+    this.queue(u32s(Msg.CURSOR_UPDATE, 0, 20 + CURSOR_BYTES, scanout, x, y, hotX, hotY), null);
+    this.queue(image.bytes.subarray(0, CURSOR_BYTES), image);
     this.scheduleFlush();
   }
 
@@ -353,19 +356,18 @@ export class DisplayChannel implements DisplaySink, PixelReader {
         continue;
       }
       if (this.out.length === 0) break;
-      const head = this.out[0];
-      if (head.byReference) {
-        const r = native().vmspliceIn(this.pipe![1], head.bytes);
+      const run = this.pipe ? this.referenceRun() : null;
+      if (run) {
+        const r = native().vmspliceIn(this.pipe![1], run);
         if (r < 0) {
-          // Not page memory, or a kernel that cannot: copy this part and say so once.
+          // A kernel that cannot: copy into the socket from now on, and say so once.
           log.warn(`display: zero-copy update failed (${errnoName(r)}); pixels are copied into the socket from now on`);
           this.closePipe();
           for (const p of this.out) p.byReference = false;
           continue;
         }
-        this.loans.get(head.store!)!.referenced = true;
         this.inPipe += r;
-        this.consumed(r);
+        this.consumed(r, true);
         continue;
       }
       let n = 1;
@@ -397,22 +399,66 @@ export class DisplayChannel implements DisplaySink, PixelReader {
     return false;
   }
 
-  /** r bytes of the queue's head have left (into the socket or the pipe). */
-  private consumed(r: number): void {
+  /**
+   * The parts at the head of the queue for one vmsplice, when they include pixels sent by
+   * reference: those as they are, our own bytes copied into the arena (page memory too). Null when
+   * the head has nothing to send by reference (sendmsg copies it just as well, in one call).
+   */
+  private referenceRun(): Uint8Array[] | null {
+    let n = 0, need = 0, any = false;
+    while (n < this.out.length && n < MAX_PARTS) {
+      const p = this.out[n];
+      if (!p.byReference) {
+        const len = p.bytes.byteLength;
+        if (len > ARENA_SIZE) break;
+        if (this.arenaAt + need + len > ARENA_SIZE) {
+          if (need > 0) break; // the rest goes in the next run
+          // Bytes already in the old arena may still be unread: take a fresh one, never rewind.
+          this.arena = new PixelStore(ARENA_SIZE);
+          this.arenaAt = 0;
+        }
+        need += len;
+      }
+      any ||= p.byReference;
+      n++;
+    }
+    if (!any) return null;
+    const run = new Array<Uint8Array>(n);
+    for (let i = 0; i < n; i++) {
+      const p = this.out[i];
+      if (!p.byReference) {
+        const at = this.arenaAt, len = p.bytes.byteLength;
+        this.arena!.bytes.set(p.bytes, at);
+        this.arenaAt = at + len;
+        if (p.store) this.partLeft(p.store); // copied: the store is free of this part
+        p.bytes = this.arena!.bytes.subarray(at, at + len);
+        p.store = null;
+        p.byReference = true;
+      }
+      run[i] = p.bytes;
+    }
+    return run;
+  }
+
+  /** r bytes of the queue's head have left (into the socket, or by reference into the pipe). */
+  private consumed(r: number, byReference = false): void {
     this.backlog -= r;
     while (r > 0) {
       const head = this.out[0];
+      if (byReference && head.store) this.loans.get(head.store)!.referenced = true;
       if (r < head.bytes.byteLength) {
         head.bytes = head.bytes.subarray(r);
         return;
       }
       r -= head.bytes.byteLength;
       this.out.shift();
-      if (head.store) {
-        const loan = this.loans.get(head.store)!;
-        if (--loan.queued === 0 && !loan.referenced) this.endLoan(head.store);
-      }
+      if (head.store) this.partLeft(head.store);
     }
+  }
+
+  private partLeft(store: PixelStore): void {
+    const loan = this.loans.get(store)!;
+    if (--loan.queued === 0 && !loan.referenced) this.endLoan(store);
   }
 
   private remember(scanout: number, x: number, y: number, w: number, h: number): void {

@@ -3,6 +3,7 @@
  * QEMU replaces at every start, and behaves as "no display" while there is none.
  */
 import type { DisplaySink, PixelSource } from '../device/display-sink.js';
+import type { PixelStore } from '../device/pixel-store.js';
 import type { DisplayChannel } from './display-channel.js';
 
 export class DisplayPort implements DisplaySink {
@@ -42,7 +43,7 @@ export class DisplayPort implements DisplaySink {
     return this.live?.update(scanout, x, y, width, height, src) ?? false;
   }
 
-  cursorUpdate(scanout: number, x: number, y: number, hotX: number, hotY: number, image: Uint32Array): void {
+  cursorUpdate(scanout: number, x: number, y: number, hotX: number, hotY: number, image: PixelStore): void {
     this.live?.cursorUpdate(scanout, x, y, hotX, hotY, image);
   }
 

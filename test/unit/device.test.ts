@@ -3,6 +3,7 @@ import { Codec } from '../../src/queues/codec.js';
 import { R_SLOT } from '../../src/queues/layout.js';
 import { GpuDevice } from '../../src/device/gpu-device.js';
 import type { DisplaySink, PixelSource } from '../../src/device/display-sink.js';
+import type { PixelStore } from '../../src/device/pixel-store.js';
 import { Cmd, Resp } from '../../src/device/protocol.js';
 import { Format, convertWords } from '../../src/device/formats.js';
 import { MockRam, MockRing, request } from './mock-ring.js';
@@ -27,7 +28,7 @@ class FakeDisplay implements DisplaySink {
   cursorImages: Uint32Array[] = [];
   cursorUpdate(...a: unknown[]) {
     this.cursor.push(['update', ...a.slice(0, 5)]);
-    this.cursorImages.push((a[5] as Uint32Array).slice());
+    this.cursorImages.push((a[5] as PixelStore).words.slice());
   }
   cursorMove(...a: unknown[]) { this.cursor.push(['move', ...a]); }
   cursorHide(...a: unknown[]) { this.cursor.push(['hide', ...a]); }

@@ -71,6 +71,43 @@ describe('display channel', () => {
     n.close(qemu);
   });
 
+  it('keeps the byte stream exact when headers travel through the arena beside pixels sent by reference', async () => {
+    const [ours, qemu] = socketPair();
+    const ch = new DisplayChannel(ours);
+    const images = [0xa1, 0xb2].map((v) => {
+      const st = new PixelStore(64 * 64 * 4);
+      st.bytes.fill(v);
+      return st;
+    });
+    // 60 x (a cursor image by reference + 300 small messages): 430 KiB of our own bytes, so the
+    // 256 KiB arena is replaced while all of it still sits unread in the socket.
+    const expectMsgs: [number, number, number][] = [];
+    for (let i = 0; i < 60; i++) {
+      ch.cursorUpdate(0, i, 2 * i, 3, 4, images[i & 1]);
+      expectMsgs.push([6, 20 + 16384, i]);
+      for (let k = 0; k < 300; k++) {
+        ch.cursorMove(0, i, k);
+        expectMsgs.push([4, 12, i]);
+      }
+    }
+    ch.flush();
+    const total = expectMsgs.reduce((t, [, size]) => t + 12 + size, 0);
+    const got = await readAll(qemu, total);
+    const v = new DataView(got.buffer);
+    let at = 0;
+    for (const [type, size, i] of expectMsgs) {
+      expect([v.getUint32(at, true), v.getUint32(at + 8, true), v.getUint32(at + 16, true)]).toEqual([type, size, i]);
+      if (type === 6) {
+        const want = i & 1 ? 0xb2 : 0xa1;
+        expect(got[at + 32]).toBe(want);
+        expect(got[at + 32 + 16383]).toBe(want);
+      }
+      at += 12 + size;
+    }
+    ch.close();
+    n.close(qemu);
+  });
+
   it('converts formats that are not B,G,R,X once, into a store of its own', async () => {
     const [ours, qemu] = socketPair();
     const ch = new DisplayChannel(ours);

@@ -288,7 +288,7 @@ describe('zero-copy writes', () => {
     let sent = 0, inPipe = 0, read = 0;
     while (read < src.length) {
       if (inPipe === 0 && sent < src.length) {
-        const k = n.vmspliceIn(w, src.subarray(sent));
+        const k = n.vmspliceIn(w, [src.subarray(sent)]);
         expect(k).toBeGreaterThan(0);
         sent += k;
         inPipe += k;
@@ -307,10 +307,12 @@ describe('zero-copy writes', () => {
 
   it('refuses memory that is not from allocPages (its pages could be reused)', () => {
     const { r, w } = pipeOf();
-    expect(n.vmspliceIn(w, new Uint8Array(8192))).toBe(EFAULT);
+    expect(n.vmspliceIn(w, [new Uint8Array(8192)])).toBe(EFAULT);
     const p = pages(8192);
-    expect(n.vmspliceIn(w, p.subarray(4096))).toBe(4096);
-    expect(n.vmspliceIn(-1, p)).toBe(EBADF);
+    expect(n.vmspliceIn(w, [p.subarray(4096)])).toBe(4096);
+    expect(n.vmspliceIn(w, [p.subarray(0, 100), p.subarray(200, 300)])).toBe(200);
+    expect(n.vmspliceIn(w, Array(513).fill(p))).toBe(-n.EINVAL);
+    expect(n.vmspliceIn(-1, [p])).toBe(EBADF);
     n.close(r);
     n.close(w);
   });
@@ -321,7 +323,7 @@ describe('zero-copy writes', () => {
     const { r, w } = pipeOf();
     const p = pages(65536);
     p.fill(0x5a);
-    expect(n.vmspliceIn(w, p)).toBe(65536);
+    expect(n.vmspliceIn(w, [p])).toBe(65536);
     expect(n.spliceOut(r, a, 65536)).toBe(65536);
     expect(n.discardPages(p.buffer as ArrayBuffer)).toBe(0);
     expect(p.every((x) => x === 0)).toBe(true);
@@ -339,7 +341,7 @@ describe('zero-copy writes', () => {
     const { r, w } = pipeOf();
     let p: Uint8Array | undefined = pages(65536);
     p.fill(0xab);
-    expect(n.vmspliceIn(w, p)).toBe(65536);
+    expect(n.vmspliceIn(w, [p])).toBe(65536);
     expect(n.spliceOut(r, a, 65536)).toBe(65536);
     expect(n.unsentBytes(a)).toBeGreaterThan(0);
     p = undefined;
