@@ -4,6 +4,7 @@
 #pragma once
 
 #include <napi.h>
+#include <sys/uio.h>
 
 #include <cerrno>
 #include <cmath>
@@ -80,6 +81,23 @@ inline bool ArgBytes(Napi::Value v, uint8_t** data, size_t* len) {
   auto a = v.As<Napi::Uint8Array>();
   *data = a.Data();
   *len = a.ByteLength();
+  return true;
+}
+
+// An array of Uint8Arrays as iovecs (empty ones skipped): false = TypeError thrown; *count = -1
+// when there are more than max.
+inline bool ArgIovecs(Napi::Value v, struct iovec* iov, uint32_t max, int64_t* count) {
+  if (!v.IsArray()) return ThrowType(v.Env(), "expected an array of Uint8Arrays");
+  Napi::Array a = v.As<Napi::Array>();
+  uint32_t n = a.Length();
+  if (n > max) return *count = -1, true;
+  *count = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    uint8_t* data;
+    size_t len;
+    if (!ArgBytes(a.Get(i), &data, &len)) return false;
+    if (len > 0) iov[(*count)++] = {data, len};
+  }
   return true;
 }
 

@@ -171,19 +171,12 @@ Napi::Value SendMsg(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd;
   if (!ArgFd(info, 0, &fd)) return {};
-  if (!info[1].IsArray()) return TypeErr(env, "bufs must be an array");
-  Napi::Array bufs = info[1].As<Napi::Array>();
-  uint32_t count = bufs.Length();
-  if (count > IOV_MAX) return Err(env, EINVAL);
   iovec iov[IOV_MAX];
+  int64_t count;
+  if (!ArgIovecs(info[1], iov, IOV_MAX, &count)) return {};
+  if (count < 0) return Err(env, EINVAL);
   size_t total = 0;
-  for (uint32_t i = 0; i < count; i++) {
-    uint8_t* data;
-    size_t len;
-    if (!ArgBytes(bufs.Get(i), &data, &len)) return {};
-    iov[i] = {data, len};
-    total += len;
-  }
+  for (int64_t i = 0; i < count; i++) total += iov[i].iov_len;
 
   int fds[kMaxSendFds];
   size_t nfds = 0;

@@ -116,20 +116,12 @@ Napi::Value VmspliceIn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd;
   if (!ArgFd(info, 0, &fd)) return {};
-  if (!info[1].IsArray()) return TypeErr(env, "parts must be an array");
-  Napi::Array parts = info[1].As<Napi::Array>();
-  uint32_t count = parts.Length();
-  if (count > kMaxParts) return Err(env, EINVAL);
   iovec iov[kMaxParts];
-  uint32_t n = 0;
-  for (uint32_t i = 0; i < count; i++) {
-    uint8_t* data;
-    size_t len;
-    if (!ArgBytes(parts.Get(i), &data, &len)) return {};
-    if (len == 0) continue;
-    if (!InPageBuffer(reinterpret_cast<uintptr_t>(data), len)) return Err(env, EFAULT);
-    iov[n++] = {data, len};
-  }
+  int64_t n;
+  if (!ArgIovecs(info[1], iov, kMaxParts, &n)) return {};
+  if (n < 0) return Err(env, EINVAL);
+  for (int64_t i = 0; i < n; i++)
+    if (!InPageBuffer(reinterpret_cast<uintptr_t>(iov[i].iov_base), iov[i].iov_len)) return Err(env, EFAULT);
   if (n == 0) return Num(env, 0);
   ssize_t r;
   do r = vmsplice(fd, iov, n, SPLICE_F_NONBLOCK);
