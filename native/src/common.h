@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
+#include <iterator>
 #include <string>
 
 namespace vg {
@@ -99,6 +100,18 @@ inline bool ArgIovecs(Napi::Value v, struct iovec* iov, uint32_t max, int64_t* c
     if (len > 0) iov[(*count)++] = {data, len};
   }
   return true;
+}
+
+// In a map keyed by start address: the entry starting last at or before addr, or end().
+template <class Map>
+auto LastAtOrBefore(Map& ranges, uint64_t addr) -> decltype(ranges.begin()) {
+  auto it = ranges.upper_bound(addr);
+  return it == ranges.begin() ? ranges.end() : std::prev(it);
+}
+
+// True when [addr, addr+len) lies within [base, base+size), without overflow.
+inline bool Holds(uint64_t base, uint64_t size, uint64_t addr, uint64_t len) {
+  return addr >= base && addr - base <= size && len <= size - (addr - base);
 }
 
 // True when [off, off+len) lies within [0, size) (off/len already validated as >= 0 or -1).

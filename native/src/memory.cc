@@ -42,13 +42,10 @@ void FinalizeView(napi_env, void*, void* hint) { Release(static_cast<Mapping*>(h
 // The live mapping holding [addr, addr+len) (len may be 0), with one more reference taken; null
 // if none holds the whole range. Caller holds g_mutex.
 Mapping* RefRangeLocked(uint64_t addr, uint64_t len) {
-  auto it = g_live.upper_bound(addr);  // the last mapping starting at or before addr
-  if (it == g_live.begin()) return nullptr;
-  Mapping* m = (--it)->second;
-  uint64_t rel = addr - m->base;  // addr >= base here
-  if (rel > m->size || len > m->size - rel) return nullptr;
-  m->refs++;
-  return m;
+  auto it = LastAtOrBefore(g_live, addr);
+  if (it == g_live.end() || !Holds(it->second->base, it->second->size, addr, len)) return nullptr;
+  it->second->refs++;
+  return it->second;
 }
 
 // A BigInt address argument. False = TypeError thrown; a negative or >64-bit value becomes 0.

@@ -39,11 +39,8 @@ void FreePages(napi_env, void* data, void* hint) {
 // True if [addr, addr+len) lies inside one live allocPages() buffer.
 bool InPageBuffer(uintptr_t addr, size_t len) {
   std::lock_guard<std::mutex> lock(g_pagesMutex);
-  auto it = g_pages.upper_bound(addr);
-  if (it == g_pages.begin()) return false;
-  --it;
-  uintptr_t rel = addr - it->first;
-  return rel <= it->second && len <= it->second - rel;
+  auto it = LastAtOrBefore(g_pages, addr);
+  return it != g_pages.end() && Holds(it->first, it->second, addr, len);
 }
 
 // allocPages(size) -> ArrayBuffer of zeroed, page-aligned anonymous memory, or -errno. Pages are
