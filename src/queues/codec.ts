@@ -38,6 +38,23 @@ const SMALL_COPY = 512;
 
 let compiled: WebAssembly.Module | undefined;
 
+/**
+ * Copy len bytes between guest memory and the codec's memory (each given as bytes and whole
+ * words). Small copies (descriptors, ring entries, requests, responses) are faster as a loop than
+ * subarray+set, and word by word when aligned (they nearly always are).
+ */
+function copy(
+  from: Uint8Array, fromWords: Uint32Array, fromOff: number,
+  to: Uint8Array, toWords: Uint32Array, toOff: number, len: number,
+): void {
+  if (((fromOff | toOff | len) & 3) === 0 && len <= SMALL_COPY) {
+    const s = fromOff >>> 2, d = toOff >>> 2;
+    for (let i = 0; i < len >>> 2; i++) toWords[d + i] = fromWords[s + i];
+  } else if (len <= 32) {
+    for (let i = 0; i < len; i++) to[toOff + i] = from[fromOff + i];
+  } else to.set(from.subarray(fromOff, fromOff + len), toOff);
+}
+
 export class Codec {
   readonly rec: Int32Array;
   readonly req: Uint8Array;
@@ -79,27 +96,13 @@ export class Codec {
     const chunk = (i: number) => codec!.chunks[i];
     const env = {
       memory,
-      // Small copies (descriptors, ring entries, requests, responses) are faster as a loop than
-      // subarray+set, and word by word when aligned (they nearly always are).
       guest_read(c: number, off: number, dst: number, len: number): void {
         const ch = chunk(c);
-        if (((off | dst | len) & 3) === 0 && len <= SMALL_COPY) {
-          const src = ch.words, s = off >>> 2, d = dst >>> 2;
-          for (let i = 0; i < len >>> 2; i++) words[d + i] = src[s + i];
-        } else if (len <= 32) {
-          const src = ch.bytes;
-          for (let i = 0; i < len; i++) bytes[dst + i] = src[off + i];
-        } else bytes.set(ch.bytes.subarray(off, off + len), dst);
+        copy(ch.bytes, ch.words, off, bytes, words, dst, len);
       },
       guest_write(c: number, off: number, src: number, len: number): void {
         const ch = chunk(c);
-        if (((off | src | len) & 3) === 0 && len <= SMALL_COPY) {
-          const dst = ch.words, s = src >>> 2, d = off >>> 2;
-          for (let i = 0; i < len >>> 2; i++) dst[d + i] = words[s + i];
-        } else if (len <= 32) {
-          const dst = ch.bytes;
-          for (let i = 0; i < len; i++) dst[off + i] = bytes[src + i];
-        } else ch.bytes.set(bytes.subarray(src, src + len), off);
+        copy(bytes, words, src, ch.bytes, ch.words, off, len);
       },
       guest_load16: (c: number, off: number): number => chunk(c).view.getUint16(off, true),
       guest_store16: (c: number, off: number, v: number): void => chunk(c).view.setUint16(off, v, true),
