@@ -14,12 +14,12 @@ import {
 import { log } from '../log.js';
 import type { DisplaySink } from './display-sink.js';
 import { Backing, type GuestAccess } from './backing.js';
-import { PixelStore } from './pixel-store.js';
+import { cursorImage, type PixelStore } from './pixel-store.js';
 import { GpuError, respType } from './errors.js';
 import { Cmd, Resp, HDR_SIZE, FLAG_FENCE, FLAG_INFO_RING_IDX, GpuFeature, MAX_SCANOUTS, cmdName, DISPLAY_INFO_SIZE, EDID_RESP_SIZE, UUID_RESP_SIZE, CURSOR_SIZE } from './protocol.js';
 import { HostMemoryBudget, ResourceTable, type Resource2D } from './resources.js';
 import { Scanouts, checkRectInside, type Rect } from './scanouts.js';
-import { BYTES_PER_PIXEL, convertWords, swizzleOf } from './formats.js';
+import { BYTES_PER_PIXEL, swizzleOf } from './formats.js';
 
 export interface GpuDeviceOptions {
   maxHostMemory: number;
@@ -336,8 +336,7 @@ export class GpuDevice {
           throw new GpuError('param', `cursor resource ${resId} is ${res.width}x${res.height}, not 64x64`);
         }
         if (this.cursorOf.res !== res || this.cursorOf.version !== res.version) {
-          this.cursorImage = this.cursorImage?.forWrite(true) ?? new PixelStore(CURSOR_SIZE * CURSOR_SIZE * 4);
-          convertWords(swizzleOf(res.format), res.words, 0, this.cursorImage.words, 0, CURSOR_SIZE * CURSOR_SIZE);
+          this.cursorImage = cursorImage(this.cursorImage, swizzleOf(res.format), res.words);
           this.cursorOf = { res, version: res.version };
         }
         this.display.cursorUpdate(scanout, x, y, this.arg(5), this.arg(6), this.cursorImage!);

@@ -6,6 +6,8 @@
  */
 import { native, NativeError } from '../native.js';
 import { GpuError } from './errors.js';
+import { convertWords, type Swizzle } from './formats.js';
+import { CURSOR_SIZE } from './protocol.js';
 
 /** A display that may still be reading a store's pages (see display/display-channel.ts). */
 export interface PixelReader {
@@ -53,4 +55,14 @@ export class PixelStore {
     if (!overwritesAll) fresh.bytes.set(this.bytes);
     return fresh;
   }
+}
+
+/**
+ * A 64x64 cursor image in a8r8g8b8 words, converted from `src` (a 64x64 image in a format reached
+ * by `swizzle`) into `previous` or, while a display still reads that one, a new store.
+ */
+export function cursorImage(previous: PixelStore | null, swizzle: Swizzle, src: Uint32Array): PixelStore {
+  const image = previous?.forWrite(true) ?? new PixelStore(CURSOR_SIZE * CURSOR_SIZE * 4);
+  convertWords(swizzle, src, 0, image.words, 0, CURSOR_SIZE * CURSOR_SIZE);
+  return image;
 }

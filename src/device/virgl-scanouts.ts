@@ -7,10 +7,10 @@ import type { VirglComponent } from '../renderers/virgl/component.js';
 import type { Backing } from './backing.js';
 import type { DisplaySink } from './display-sink.js';
 import { GpuError } from './errors.js';
-import { isSupportedFormat, swizzleOf, convertWords } from './formats.js';
+import { isSupportedFormat, swizzleOf } from './formats.js';
 import { CURSOR_SIZE, MAX_SCANOUTS } from './protocol.js';
 import { checkRectInside, Scanouts } from './scanouts.js';
-import { PixelStore } from './pixel-store.js';
+import { cursorImage, PixelStore } from './pixel-store.js';
 import { log } from '../log.js';
 
 export interface VirglResource {
@@ -121,9 +121,8 @@ export class VirglScanouts {
     const run = this.busy.then(async () => {
       const rc = await this.component.readback(res.id, { x: 0, y: 0, width: CURSOR_SIZE, height: CURSOR_SIZE }, !res.yTop, { offset: 0, stride: CURSOR_SIZE * 4 });
       if (rc < 0) return;
-      const image = (this.cursorImage = this.cursorImage?.forWrite(true) ?? new PixelStore(CURSOR_SIZE * CURSOR_SIZE * 4));
-      convertWords(swizzleOf(res.format), this.words, 0, image.words, 0, CURSOR_SIZE * CURSOR_SIZE);
-      this.display.cursorUpdate(scanout, x, y, hotX, hotY, image);
+      this.cursorImage = cursorImage(this.cursorImage, swizzleOf(res.format), this.words);
+      this.display.cursorUpdate(scanout, x, y, hotX, hotY, this.cursorImage);
     }).catch((e: unknown) => log.error(`virgl: cursor from resource ${res.id}: ${(e as Error)?.stack ?? e}`));
     this.busy = run;
   }
