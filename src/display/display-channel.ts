@@ -50,20 +50,19 @@ const ARENA_SIZE = 256 << 10;
 const EARLY_FLUSH = 64 << 10;
 /** Pipe for page references: 1 MiB is the largest size unprivileged processes get by default. */
 const PIPE_CAPACITY = 1 << 20;
-
-/** Bytes queued for QEMU: our own (store null) or a view of a store's pixels. */
-interface Part {
-  bytes: Uint8Array;
-  store: PixelStore | null;
-  /** Send by page reference (store is page memory and the payload is large). */
-  byReference: boolean;
-}
-
 /**
  * Most pixel memory lent at once. Writers copy a lent store before changing it, so this also bounds
  * the memory those copies add; beyond it, parts are copied into the message instead of lent.
  */
 const MAX_LENT = 128 << 20;
+
+/** Bytes queued for QEMU: our own (store null) or a view of a store's pixels. */
+interface Part {
+  bytes: Uint8Array;
+  store: PixelStore | null;
+  /** Goes by page reference: store pixels of BY_REFERENCE_MIN or more, or bytes copied into the arena. */
+  byReference: boolean;
+}
 
 /** A store whose pages the display may still read. */
 interface Loan {
@@ -174,6 +173,16 @@ export class DisplayChannel implements DisplaySink, PixelReader {
   private returnLoans(): void {
     if (this.inPipe > 0 || native().unsentBytes(this.fd) > 0) return;
     for (const [store, loan] of this.loans) if (loan.queued === 0) this.endLoan(store);
+  }
+
+  /** A new loan of store, or null if it would pass MAX_LENT even after returning what QEMU has read. */
+  private lend(store: PixelStore): Loan | null {
+    if (this.lentBytes + store.byteLength > MAX_LENT) this.returnLoans();
+    if (this.lentBytes + store.byteLength > MAX_LENT) return null;
+    const loan = { queued: 0, referenced: false };
+    this.loans.set(store, loan);
+    this.lentBytes += store.byteLength;
+    return loan;
   }
 
   private endLoan(store: PixelStore): void {
@@ -302,13 +311,7 @@ export class DisplayChannel implements DisplaySink, PixelReader {
   /** Append a part; a view of a store lends the store until it has left (see stillReading). */
   private queue(bytes: Uint8Array, store: PixelStore | null): void {
     if (store) {
-      let loan = this.loans.get(store);
-      if (!loan && this.lentBytes + store.byteLength > MAX_LENT) this.returnLoans();
-      if (!loan && this.lentBytes + store.byteLength <= MAX_LENT) {
-        loan = { queued: 0, referenced: false };
-        this.loans.set(store, loan);
-        this.lentBytes += store.byteLength;
-      }
+      const loan = this.loans.get(store) ?? this.lend(store);
       if (loan) {
         loan.queued++;
         store.reader = this;
