@@ -152,15 +152,7 @@ export const SCENARIOS: readonly Scenario[] = [
     id: 'b', name: 'roundtrip', title: 'single-command round trip: one TRANSFER_TO_HOST_2D 64x64, kick, wait',
     op: 'command', step: 'one command: kick → used buffer',
     async prepare(s, timeoutMs) {
-      await makeResource(s, 1, GpuFormat.B8G8R8X8_UNORM, 64, 64);
-      const batch = s.driver.batch({ indirect: true });
-      return {
-        opsPerStep: 1, bytesPerStep: 0,
-        async step() {
-          batch.transferToHost2d(1, 0, 0, 64, 64, 0);
-          check(await batch.submit(timeoutMs), 'TRANSFER_TO_HOST_2D');
-        },
-      };
+      return roundTripPrep(s, timeoutMs, undefined, 'TRANSFER_TO_HOST_2D');
     },
   },
   {
@@ -186,15 +178,7 @@ export const SCENARIOS: readonly Scenario[] = [
     id: 'e', name: 'fence-roundtrip', title: 'FLAG_FENCE round trip: one fenced TRANSFER_TO_HOST_2D 64x64, kick, wait',
     op: 'fenced command', step: 'one fenced command: kick → used buffer',
     async prepare(s, timeoutMs) {
-      await makeResource(s, 1, GpuFormat.B8G8R8X8_UNORM, 64, 64);
-      const batch = s.driver.batch({ indirect: true });
-      return {
-        opsPerStep: 1, bytesPerStep: 0,
-        async step() {
-          batch.transferToHost2d(1, 0, 0, 64, 64, 0, FENCE);
-          check(await batch.submit(timeoutMs), 'fenced TRANSFER_TO_HOST_2D');
-        },
-      };
+      return roundTripPrep(s, timeoutMs, FENCE, 'fenced TRANSFER_TO_HOST_2D');
     },
   },
   {
@@ -240,6 +224,19 @@ export const SCENARIOS: readonly Scenario[] = [
     },
   },
 ];
+
+/** Round trips (b, e): one TRANSFER_TO_HOST_2D of a 64x64 resource per kick, with `header` options. */
+async function roundTripPrep(s: BenchSession, timeoutMs: number, header: HeaderOptions | undefined, what: string): Promise<Prepared> {
+  await makeResource(s, 1, GpuFormat.B8G8R8X8_UNORM, 64, 64);
+  const batch = s.driver.batch({ indirect: true });
+  return {
+    opsPerStep: 1, bytesPerStep: 0,
+    async step() {
+      batch.transferToHost2d(1, 0, 0, 64, 64, 0, header);
+      check(await batch.submit(timeoutMs), what);
+    },
+  };
+}
 
 /** 1080p resource on scanout 0; each step transfers + flushes rect() and waits for its UPDATE bytes. */
 async function framePrep(s: BenchSession, timeoutMs: number, rect: () => [number, number, number, number]): Promise<Prepared> {
