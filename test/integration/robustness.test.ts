@@ -54,6 +54,14 @@ async function withSession(opts: ConnectOptions, body: (s: FrontendSession) => P
   }
 }
 
+/** Start the rings again from zeroed rings at index 0, as a new driver (after a reboot or reset) does. */
+async function startFreshRings(s: FrontendSession): Promise<void> {
+  s.control.reset();
+  s.cursor.reset();
+  s.driver.resetQueues();
+  await s.frontend.startRings([s.control, s.cursor], { bases: [0, 0] });
+}
+
 /** The daemon answers a plain command (it is alive and the control queue moves). */
 async function alive(s: FrontendSession): Promise<void> {
   expect((await s.driver.getDisplayInfo({ timeoutMs: 3000 })).type).toBe(GpuResp.OK_DISPLAY_INFO);
@@ -87,10 +95,7 @@ describe('sessions', () => {
       expect((await s.driver.resourceCreate2d(1, GpuFormat.B8G8R8X8_UNORM, 8, 8)).type).toBe(GpuResp.ERR_INVALID_RESOURCE_ID);
       // Guest reboot: QEMU stops the rings; the new driver starts from zeroed rings at index 0.
       await s.frontend.stop([s.control, s.cursor]);
-      s.control.reset();
-      s.cursor.reset();
-      s.driver.resetQueues();
-      await s.frontend.startRings([s.control, s.cursor], { bases: [0, 0] });
+      await startFreshRings(s);
       expect((await s.driver.resourceCreate2d(1, GpuFormat.B8G8R8X8_UNORM, 8, 8)).ok).toBe(true);
     });
   });
@@ -100,10 +105,7 @@ describe('sessions', () => {
       expect((await s.driver.resourceCreate2d(1, GpuFormat.B8G8R8X8_UNORM, 8, 8)).ok).toBe(true);
       await s.frontend.stop([s.control, s.cursor]);
       await s.frontend.resetDevice();
-      s.control.reset();
-      s.cursor.reset();
-      s.driver.resetQueues();
-      await s.frontend.startRings([s.control, s.cursor], { bases: [0, 0] });
+      await startFreshRings(s);
       expect((await s.driver.resourceCreate2d(1, GpuFormat.B8G8R8X8_UNORM, 8, 8)).ok).toBe(true);
     });
   });
@@ -278,10 +280,7 @@ describe('hostile guest (virtqueues and commands)', () => {
       await s.frontend.stop([s.control, s.cursor]);
       await s.frontend.resetDevice();
       expect((await s.frontend.getStatus()) & 0x40).toBe(0);
-      s.control.reset();
-      s.cursor.reset();
-      s.driver.resetQueues();
-      await s.frontend.startRings([s.control, s.cursor], { bases: [0, 0] });
+      await startFreshRings(s);
       await alive(s);
     });
   });
