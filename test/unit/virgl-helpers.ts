@@ -1,4 +1,5 @@
-import { native, type MapHandle } from '../../src/native.js';
+import type { MapHandle } from '../../src/native.js';
+import { memfdMapping } from './mock-ring.js';
 
 // Tiny virgl command-stream encoder for tests (virglrenderer src/virgl_protocol.h): a command
 // header is cmd | object type << 8 | payload dwords << 16.
@@ -33,12 +34,6 @@ export const clear = (res: number, rgba: readonly number[]) => clearCmds(nextSur
 
 /** An addon memfd mapping and a view over it (a stand-in for guest memory). */
 export function backing(size: number): { m: MapHandle; bytes: Uint8Array } {
-  const n = native();
-  const fd = n.memfdCreate('virgl-test', size);
-  const m = n.mmap(fd, size, 0);
-  n.close(fd);
-  if (typeof m === 'number') throw new Error(`mmap: ${m}`);
-  const v = n.view(m.addr, 0, size);
-  if (typeof v === 'number') throw new Error(`view: ${v}`);
-  return { m, bytes: new Uint8Array(v) };
+  const { map, ab } = memfdMapping('virgl-test', size);
+  return { m: map, bytes: new Uint8Array(ab) };
 }
