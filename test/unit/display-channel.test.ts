@@ -143,7 +143,7 @@ describe('display channel', () => {
       st.bytes.fill(i + 1);
       return st;
     });
-    let cursor: PixelStore | null = null;
+    let cursor = null as PixelStore | null; // (a plain null initializer narrows it to null for TypeScript)
     const expected: { type: number; payload: Uint8Array }[] = [];
     const received: Uint8Array[] = [];
     let receivedBytes = 0;
