@@ -4,9 +4,10 @@
  */
 import yargs from 'yargs';
 import { LOG_LEVELS, type LogLevel } from '../log.js';
+import { CAPSETS, capsetRow, defaultCapsets, defaultWaylandSocket, type GpuMode } from '../renderers/capsets.js';
 
-export const GPU_MODES = ['2d', 'virglrenderer'] as const;
-export type GpuMode = (typeof GPU_MODES)[number];
+export const GPU_MODES = ['2d', 'virglrenderer'] as const satisfies readonly GpuMode[];
+export type { GpuMode };
 
 export interface Options {
   socketPath?: string;
@@ -15,6 +16,10 @@ export interface Options {
   gpuMode: GpuMode;
   capsets: string[];
   maxHostMemory: number;
+  /** Contexts of every type at once (CTX_CREATE beyond is refused). */
+  maxContexts: number;
+  /** The Wayland compositor socket cross-domain contexts connect to ('' if none could be formed). */
+  waylandSocket: string;
   logLevel: LogLevel;
   /** virgl_renderer_init flags (virglrenderer mode). */
   virglFlags: number;
@@ -22,8 +27,12 @@ export interface Options {
   renderNode?: string;
 }
 
-/** Capset names per GPU mode; 2D has none. */
-export const CAPSETS_BY_MODE: Record<GpuMode, readonly string[]> = { '2d': [], virglrenderer: ['virgl', 'virgl2'] };
+/** Capset names available per GPU mode (the capset table's rows). */
+export function capsetsOf(mode: GpuMode): string[] {
+  return CAPSETS.filter((r) => r.modes.includes(mode)).map((r) => r.name);
+}
+
+const MAX_CONTEXTS_LIMIT = 1024;
 
 // virgl_renderer_init flags (virglrenderer.h), as src/native.ts's VirglFlags.
 const USE_EGL = 1 << 0, THREAD_SYNC = 1 << 1, USE_GLX = 1 << 2, USE_SURFACELESS = 1 << 3, USE_GLES = 1 << 4;
@@ -55,7 +64,9 @@ export function parseOptions(argv: string[], version: string): Options {
     .option('use-surfaceless', { type: 'boolean', describe: 'virglrenderer: EGL surfaceless platform (default with EGL)' })
     .option('use-glx', { type: 'boolean', default: false, describe: 'virglrenderer: use GLX (X display needed)' })
     .option('render-node', { type: 'string', describe: 'virglrenderer: DRM render node (accepted; EGL picks its device)' })
-    .option('max-host-memory', { type: 'string', default: '1G', describe: 'Cap on host memory for guest resources (e.g. 512M, 2G)' })
+    .option('max-host-memory', { type: 'string', default: '1G', describe: 'Cap on host memory for guest resources and contexts (e.g. 512M, 2G)' })
+    .option('max-contexts', { type: 'number', default: 64, describe: 'Most 3D contexts at once (each cross-domain context is a thread)' })
+    .option('wayland-socket', { type: 'string', describe: 'Wayland compositor socket for cross-domain (default $XDG_RUNTIME_DIR/$WAYLAND_DISPLAY)' })
     .option('log-level', { type: 'string', choices: LOG_LEVELS, default: 'info', describe: 'Log verbosity (stderr)' })
     .version(version)
     .alias('version', 'V')
@@ -75,22 +86,32 @@ export function parseOptions(argv: string[], version: string): Options {
     gpuMode: (parsed['gpu-mode'] ?? (parsed.virgl ? 'virglrenderer' : '2d')) as GpuMode,
     capsets: parsed.capset ? String(parsed.capset).split(',').map((s) => s.trim()).filter(Boolean) : [],
     maxHostMemory: parseSize(String(parsed['max-host-memory'])),
+    maxContexts: parsed['max-contexts'] as number,
+    waylandSocket: parsed['wayland-socket'] ?? defaultWaylandSocket(process.env) ?? '',
     logLevel: parsed['log-level'] as LogLevel,
     virglFlags: virglFlags(parsed['use-egl'] as boolean | undefined, parsed['use-surfaceless'] as boolean | undefined, parsed['use-gles'] as boolean, parsed['use-glx'] as boolean),
     renderNode: parsed['render-node'],
   };
   if (parsed.virgl && opts.gpuMode !== 'virglrenderer') throw new Error(`--virgl contradicts --gpu-mode ${opts.gpuMode}`);
-  if (opts.gpuMode === 'virglrenderer' && opts.capsets.length === 0) opts.capsets = [...CAPSETS_BY_MODE.virglrenderer];
+  if (opts.capsets.length === 0) opts.capsets = defaultCapsets(opts.gpuMode);
   if (opts.printCapabilities) return opts; // QEMU's convention: ignore other options
   if (opts.socketPath !== undefined && opts.fd !== undefined) throw new Error('--socket-path and --fd are mutually exclusive');
   if (opts.socketPath === undefined && opts.fd === undefined) throw new Error('one of --socket-path or --fd is required');
   if (opts.socketPath === '') throw new Error('--socket-path: empty path');
   if (opts.fd !== undefined && (!Number.isInteger(opts.fd) || opts.fd < 0)) throw new Error(`--fd: "${opts.fd}" is not a file descriptor`);
-  const allowed = CAPSETS_BY_MODE[opts.gpuMode];
+  if (!Number.isInteger(opts.maxContexts) || opts.maxContexts < 1 || opts.maxContexts > MAX_CONTEXTS_LIMIT) {
+    throw new Error(`--max-contexts: "${parsed['max-contexts']}" is not a whole number from 1 to ${MAX_CONTEXTS_LIMIT}`);
+  }
+  const allowed = capsetsOf(opts.gpuMode);
   for (const c of opts.capsets) {
     if (!allowed.includes(c)) {
-      throw new Error(`--capset: "${c}" is not available in gpu-mode ${opts.gpuMode} (available: ${allowed.join(', ') || 'none'})`);
+      const where = capsetRow(c) ? ` in gpu-mode ${opts.gpuMode}` : '';
+      throw new Error(`--capset: "${c}" is not available${where} (available: ${allowed.join(', ')})`);
     }
+  }
+  if (new Set(opts.capsets).size !== opts.capsets.length) throw new Error(`--capset: "${opts.capsets.join(',')}" names a capset twice`);
+  if (opts.capsets.includes('cross-domain') && opts.waylandSocket === '') {
+    throw new Error('--capset cross-domain needs a Wayland socket: set --wayland-socket PATH (or XDG_RUNTIME_DIR)');
   }
   return opts;
 }

@@ -5,13 +5,17 @@
 import { log } from '../log.js';
 import type { Options } from '../cli/options.js';
 import { VirglComponent, type VirglCapsetName } from '../renderers/virgl/component.js';
+import { CAPSETS, workerType } from '../renderers/capsets.js';
+import { WorkerContexts } from '../renderers/worker-context/host.js';
+import type { OfferedCapset } from '../device/contexts.js';
 import { GpuBackend } from './gpu-backend.js';
 import { listen, serveFd, type Server } from './server.js';
 
 /** Start virglrenderer (virglrenderer mode); throws one clear message if it cannot. */
 export async function startVirgl(opts: Pick<Options, 'capsets' | 'virglFlags'>): Promise<VirglComponent> {
+  const capsets = CAPSETS.filter((r) => r.runner === 'virgl' && opts.capsets.includes(r.name)).map((r) => r.name as VirglCapsetName);
   const c = await VirglComponent.start({
-    capsets: opts.capsets as VirglCapsetName[],
+    capsets,
     flags: opts.virglFlags,
     // For a virglrenderer outside the loader's path (and tests of a missing one).
     libraryPath: process.env.VHOST_GPU_VIRGL_LIBRARY || null,
@@ -22,13 +26,27 @@ export async function startVirgl(opts: Pick<Options, 'capsets' | 'virglFlags'>):
   });
   if (c.capsets().length === 0) {
     await c.close();
-    throw new Error(`virglrenderer serves none of the capsets ${opts.capsets.join(', ')}`);
+    throw new Error(`virglrenderer serves none of the capsets ${capsets.join(', ')}`);
   }
   return c;
 }
 
+/** The capsets of --capset whose contexts run one per worker, in --capset order. */
+export function workerCapsets(opts: Pick<Options, 'capsets' | 'waylandSocket'>): OfferedCapset[] {
+  const out: OfferedCapset[] = [];
+  for (const name of opts.capsets) {
+    const row = CAPSETS.find((r) => r.name === name);
+    if (row?.runner !== 'worker') continue;
+    const data = row.data();
+    out.push({ id: row.id, name: row.name, maxVersion: row.maxVersion, maxSize: data.length, data, runner: workerType(row, opts) });
+  }
+  return out;
+}
+
 export function startDaemon(opts: Options, virgl: VirglComponent | null = null): Server {
-  const makeBackend = () => new GpuBackend({ maxHostMemory: opts.maxHostMemory, virgl });
+  const capsets = workerCapsets(opts);
+  const workers = capsets.length > 0 ? new WorkerContexts(opts.maxContexts) : null;
+  const makeBackend = () => new GpuBackend({ maxHostMemory: opts.maxHostMemory, virgl, workerCapsets: capsets, workers, maxContexts: opts.maxContexts });
   const server = opts.fd !== undefined
     ? serveFd(opts.fd, makeBackend, () => process.exit(0))
     : listen(opts.socketPath!, makeBackend);
@@ -40,7 +58,8 @@ export function startDaemon(opts: Options, virgl: VirglComponent | null = null):
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGHUP', () => stop('SIGHUP'));
-  const caps = virgl ? `, capsets ${virgl.capsets().map((c) => c.name).join(',')}` : '';
+  const names = [...(virgl?.capsets().map((c) => c.name) ?? []), ...capsets.map((c) => c.name)];
+  const caps = names.length > 0 ? `, capsets ${names.join(',')}` : '';
   log.info(`vhost-gpu ${opts.gpuMode} mode${caps}, host memory cap ${opts.maxHostMemory} bytes`);
   return server;
 }

@@ -13,6 +13,8 @@ import type { GuestAccess } from '../device/backing.js';
 import { DisplayChannel } from '../display/display-channel.js';
 import { DisplayPort } from '../display/display-port.js';
 import type { VirglComponent } from '../renderers/virgl/component.js';
+import type { OfferedCapset } from '../device/contexts.js';
+import type { WorkerContexts } from '../renderers/worker-context/host.js';
 
 export const CONTROL_QUEUE = 0;
 export const CURSOR_QUEUE = 1;
@@ -21,6 +23,10 @@ export interface GpuBackendOptions {
   maxHostMemory: number;
   /** The started virglrenderer component in virglrenderer mode (shared by the sessions). */
   virgl?: VirglComponent | null;
+  /** Capsets of worker-run context types (cross-domain) and their pool (shared by the sessions). */
+  workerCapsets?: readonly OfferedCapset[];
+  workers?: WorkerContexts | null;
+  maxContexts?: number;
 }
 
 export class GpuBackend implements VhostUserBackend {
@@ -31,7 +37,6 @@ export class GpuBackend implements VhostUserBackend {
   private readonly queues: (VirtQueue | null)[] = [null, null];
   private readonly port = new DisplayPort();
   private readonly device: GpuDevice;
-  private readonly virglMode: boolean;
   private memory: GuestMemory | null = null;
   /** Whether the control queue ever ran with the current device state. */
   private deviceUsed = false;
@@ -45,12 +50,14 @@ export class GpuBackend implements VhostUserBackend {
       translate: (gpa, len, each) => this.codecs[CONTROL_QUEUE].translate(gpa, len, each),
       chunkHost: (chunk) => this.memory!.chunks[chunk].host,
     };
-    this.virglMode = !!opts.virgl;
-    this.device = new GpuDevice({ maxHostMemory: opts.maxHostMemory, display: this.port, memory: access, virgl: opts.virgl });
+    this.device = new GpuDevice({
+      maxHostMemory: opts.maxHostMemory, display: this.port, memory: access, virgl: opts.virgl,
+      workerCapsets: opts.workerCapsets, workers: opts.workers, maxContexts: opts.maxContexts,
+    });
   }
 
   deviceFeatures(): bigint {
-    return GpuDevice.features(this.virglMode);
+    return this.device.features();
   }
 
   setAckedFeatures(features: bigint): void {

@@ -8,6 +8,10 @@ import { DEFERRED, type VirtQueue } from '../queues/virtqueue.js';
 import type { VirglComponent } from '../renderers/virgl/component.js';
 import { VirglDevice } from './virgl-device.js';
 import type { Renderer } from './renderer.js';
+import { ContextRegistry, type ContextResource, type OfferedCapset } from './contexts.js';
+import { AnswerOrder } from './answer-order.js';
+import { capsetData, capsetInfo } from './capsets.js';
+import type { WorkerContexts } from '../renderers/worker-context/host.js';
 import {
   R_STATUS, R_TYPE, R_FLAGS, R_FENCE_LO, R_FENCE_HI, R_CTX, R_RING, R_ARGS, R_WLEN, R_AVAIL_POS, R_AVAIL_SEEN,
 } from '../queues/layout.js';
@@ -25,8 +29,14 @@ export interface GpuDeviceOptions {
   maxHostMemory: number;
   display: DisplaySink;
   memory: GuestAccess;
-  /** Set in virglrenderer mode: resources and contexts then live in virglrenderer. */
+  /** Set in virglrenderer mode: resources and virgl contexts then live in virglrenderer. */
   virgl?: VirglComponent | null;
+  /** Capsets of context types run one per worker (cross-domain...), offered after virgl's. */
+  workerCapsets?: readonly OfferedCapset[];
+  /** The pool those contexts run on (required with workerCapsets). */
+  workers?: WorkerContexts | null;
+  /** Most contexts at once, of every type. */
+  maxContexts?: number;
 }
 
 /** Default mode reported when QEMU's display does not answer (QEMU's own xres/yres defaults). */
@@ -42,6 +52,10 @@ export class GpuDevice {
   private acked = 0n;
   /** The renderer resource and context commands go to (null: the built-in 2D path). */
   private readonly renderer: Renderer | null;
+  /** Every 3D context, whatever runs it; null without capsets (pure 2D). */
+  private readonly contexts: ContextRegistry | null;
+  /** Capsets offered: GET_CAPSET_INFO's index space and num_capsets. */
+  readonly capsets: readonly OfferedCapset[];
   /** The converted cursor image, sent from here (lent to the display like resource pixels). */
   private cursorImage: PixelStore | null = null;
   /** What cursorImage holds: a resource's pixels at a version (cursors are re-sent far more often than redrawn). */
@@ -62,13 +76,34 @@ export class GpuDevice {
     this.display = opts.display;
     this.memory = opts.memory;
     this.scanouts = new Scanouts(opts.display);
-    this.renderer = opts.virgl ? new VirglDevice({ component: opts.virgl, budget: this.budget, memory: opts.memory, display: opts.display }) : null;
+    const answers = new AnswerOrder();
+    const virgl = opts.virgl ? new VirglDevice({ component: opts.virgl, budget: this.budget, memory: opts.memory, display: opts.display }) : null;
+    this.renderer = virgl;
+    const virglCapsets: OfferedCapset[] = virgl ? virgl.capsets.map((c) => ({ ...c, runner: 'renderer' as const })) : [];
+    this.capsets = [...virglCapsets, ...(opts.workerCapsets ?? [])];
+    this.contexts = this.capsets.length === 0 ? null : new ContextRegistry({
+      capsets: this.capsets,
+      workers: opts.workers ?? null,
+      budget: this.budget,
+      maxContexts: opts.maxContexts ?? 64,
+      resource: (id) => this.contextResource(id),
+      renderer: virgl,
+      answers,
+    });
   }
 
   /** Device feature bits offered (the transport adds the ring and vhost-user bits). */
-  static features(virgl = false): bigint {
+  features(): bigint {
     const base = (1n << BigInt(GpuFeature.EDID)) | (1n << BigInt(GpuFeature.RESOURCE_UUID));
-    return virgl ? base | (1n << BigInt(GpuFeature.VIRGL)) | (1n << BigInt(GpuFeature.CONTEXT_INIT)) : base;
+    // Contexts of any type need VIRGL (the 3D command range) and CONTEXT_INIT (their capset id).
+    return this.capsets.length > 0 ? base | (1n << BigInt(GpuFeature.VIRGL)) | (1n << BigInt(GpuFeature.CONTEXT_INIT)) : base;
+  }
+
+  /** A resource as a context sees it when attached (guest memory and/or host memory). */
+  private contextResource(id: number): ContextResource {
+    if (this.renderer) return this.renderer.contextResource(id);
+    const res = this.resources.get(id);
+    return { segs: res.backing ? res.backing.resolve(this.memory) : null, fd: -1, size: res.backing?.length ?? 0 };
   }
 
   setAckedFeatures(f: bigint): void {
@@ -83,7 +118,7 @@ export class GpuDevice {
   config(): Uint8Array {
     const c = new Uint8Array(16);
     new DataView(c.buffer).setUint32(8, 1, true);
-    new DataView(c.buffer).setUint32(12, this.renderer?.capsets.length ?? 0, true);
+    new DataView(c.buffer).setUint32(12, this.capsets.length, true);
     return c;
   }
 
@@ -95,13 +130,20 @@ export class GpuDevice {
   /** The guest memory table changed (renderers holding host addresses must follow). */
   memoryChanged(): void {
     this.renderer?.memoryChanged();
+    this.contexts?.memoryChanged();
   }
 
   reset(): void {
     this.displayInfoCache = null;
+    this.contexts?.reset();
     this.scanouts.reset();
     this.resources.clear();
     this.renderer?.reset();
+  }
+
+  /** The context registry (tests reach a worker context through it). */
+  get contextRegistry(): ContextRegistry | null {
+    return this.contexts;
   }
 
   /**
@@ -172,8 +214,15 @@ export class GpuDevice {
     const rec = codec.rec;
     this.rec = rec;
     if (this.displayInfoCache && type !== Cmd.GET_DISPLAY_INFO) this.expireDisplayInfo(rec[R_AVAIL_POS]);
+    if (type >= Cmd.CTX_CREATE && type <= Cmd.SUBMIT_3D && this.contexts && !this.has(GpuFeature.VIRGL)) throw new GpuError('unspec', 'VIRGL was not negotiated');
+    if (this.contexts !== null && queue && ContextRegistry.routes(type)) {
+      const r = this.contexts.execute(codec, type, queue, this.has(GpuFeature.CONTEXT_INIT));
+      if (r !== null) return r;
+    }
+    if (type === Cmd.GET_CAPSET_INFO) return capsetInfo(codec, this.capsets, this.arg(0));
+    if (type === Cmd.GET_CAPSET) return capsetData(codec, this.capsets, this.arg(0), this.arg(1));
+    if (type === Cmd.RESOURCE_UNREF) this.contexts?.resourceGone(this.arg(0));
     if (this.renderer !== null && queue) {
-      if (type >= Cmd.CTX_CREATE && type <= Cmd.SUBMIT_3D && !this.has(GpuFeature.VIRGL)) throw new GpuError('unspec', 'VIRGL was not negotiated');
       const r = this.renderer.execute(codec, type, queue, this.has(GpuFeature.CONTEXT_INIT));
       if (r !== null) return r;
     }
@@ -215,10 +264,6 @@ export class GpuDevice {
       case Cmd.RESOURCE_ASSIGN_UUID:
         if (!this.has(GpuFeature.RESOURCE_UUID)) throw new GpuError('unspec', 'RESOURCE_UUID was not negotiated');
         return this.assignUuid(codec, this.renderer ? this.renderer.resource(this.arg(0)) : this.resources.get(this.arg(0)));
-      case Cmd.GET_CAPSET_INFO:
-        throw new GpuError('param', `capset index ${this.arg(0)} out of range: no capsets in 2D mode`);
-      case Cmd.GET_CAPSET:
-        throw new GpuError('param', `capset ${this.arg(0)} is not supported in 2D mode`);
       case Cmd.GET_EDID:
         if (!this.has(GpuFeature.EDID)) throw new GpuError('unspec', 'EDID was not negotiated');
         return this.getEdid(codec, this.arg(0));

@@ -6,6 +6,7 @@
  */
 import type { Codec } from '../queues/codec.js';
 import type { VirtQueue } from '../queues/virtqueue.js';
+import type { ContextResource } from './contexts.js';
 
 export interface Renderer {
   /** Capsets offered: num_capsets in config space and the GET_CAPSET_INFO index space. */
@@ -17,6 +18,10 @@ export interface Renderer {
   execute(codec: Codec, type: number, queue: VirtQueue, contextInit: boolean): number | Promise<number> | null;
   /** A resource by id (throws GpuError 'resource'), for RESOURCE_ASSIGN_UUID. */
   resource(id: number): { uuid: Uint8Array | null };
+  /** Whether a context of this renderer has that id (the context registry mirrors them). */
+  hasContext(id: number): boolean;
+  /** A resource as a context of another type sees it when attached (throws GpuError 'resource'). */
+  contextResource(id: number): ContextResource;
   /** UPDATE_CURSOR with one of this renderer's resources. */
   cursor(resourceId: number, scanout: number, x: number, y: number, hotX: number, hotY: number): void;
   /** The guest memory table changed (resolved backings must be resolved again). */

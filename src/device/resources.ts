@@ -22,7 +22,7 @@ export class HostMemoryBudget {
   }
 
   /** Charge bytes for (what, id); the message is built only on failure (this runs per command). */
-  reserve(bytes: number, what: 'resource' | 'backing of resource', id: number): void {
+  reserve(bytes: number, what: 'resource' | 'backing of resource' | 'context', id: number): void {
     if (this.used + bytes > this.limit) {
       throw new GpuError('oom', `${what} ${id} needs ${bytes} bytes; ${this.used} of ${this.limit} in use`);
     }

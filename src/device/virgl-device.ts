@@ -6,6 +6,7 @@
  * goes on meanwhile); unfenced 3D commands are answered at once, as QEMU does.
  */
 import type { Renderer } from './renderer.js';
+import type { ContextResource } from './contexts.js';
 import type { Codec } from '../queues/codec.js';
 import { DEFERRED, type VirtQueue } from '../queues/virtqueue.js';
 import { R_ARGS, R_CTX, R_FENCE_HI, R_FENCE_LO, R_FLAGS, R_NENTRIES, R_RING, R_RLEN } from '../queues/layout.js';
@@ -14,7 +15,7 @@ import { log } from '../log.js';
 import { Backing, ENTRY_OVERHEAD, type GuestAccess } from './backing.js';
 import { GpuError, respType } from './errors.js';
 import { cmdName, Cmd, Resp, HDR_SIZE, FLAG_FENCE, FLAG_INFO_RING_IDX } from './protocol.js';
-import { header, capsetInfo, capsetData } from './virgl-responses.js';
+import { header } from './virgl-responses.js';
 import type { HostMemoryBudget } from './resources.js';
 import { MAX_DIMENSION } from './resources.js';
 import { VirglScanouts, type VirglResource } from './virgl-scanouts.js';
@@ -73,6 +74,15 @@ export class VirglDevice implements Renderer {
     return r;
   }
 
+  hasContext(id: number): boolean {
+    return this.contexts.has(id);
+  }
+
+  contextResource(id: number): ContextResource {
+    const res = this.resource(id);
+    return { segs: res.backing ? res.backing.resolve(this.memory) : null, fd: -1, size: res.backing?.length ?? 0 };
+  }
+
   private context(id: number): Set<number> {
     const c = this.contexts.get(id);
     if (!c) throw new GpuError('context', `context ${id} does not exist`);
@@ -108,10 +118,6 @@ export class VirglDevice implements Renderer {
     const rec = (this.rec = codec.rec);
     let pending: Promise<number> | null = null;
     switch (type) {
-      case Cmd.GET_CAPSET_INFO:
-        return capsetInfo(codec, this.capsets, this.arg(0));
-      case Cmd.GET_CAPSET:
-        return capsetData(codec, this.capsets, this.arg(0), this.arg(1));
       case Cmd.RESOURCE_CREATE_2D:
         // As QEMU: a 2D resource is a virgl 2D texture usable as a render target, top row first.
         this.create([this.arg(0), PIPE_TEXTURE_2D, this.arg(1), BIND_RENDER_TARGET, this.arg(2), this.arg(3), 1, 1, 0, 0, Y_0_TOP]);

@@ -48,7 +48,7 @@ describe('2D device', () => {
       display,
       memory: { generation: 1, translate: (g, l, e) => codec.translate(g, l, e), chunkHost: (c) => ram.chunks[c].host },
     });
-    dev.setAckedFeatures(GpuDevice.features());
+    dev.setAckedFeatures(dev.features());
   });
 
   /** Run one control command; returns [response type, full response bytes]. */
