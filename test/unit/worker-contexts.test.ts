@@ -3,17 +3,12 @@
 // exception outside the framework, termination, a hang at destroy) failing only its context.
 import { readdirSync } from 'node:fs';
 import { describe, it, expect, afterEach } from 'vitest';
-import { fileURLToPath } from 'node:url';
 import { native } from '../../src/native.js';
-import { WorkerContexts, ENODEV, type WorkerContextHost, type WorkerContextType } from '../../src/renderers/worker-context/host.js';
+import { WorkerContexts, ENODEV, type WorkerContextHost } from '../../src/renderers/worker-context/host.js';
+import { PROBE } from './probe-context.js';
 import { GLOBAL_RING } from '../../src/renderers/worker-context/protocol.js';
 import { memfdMapping } from './mock-ring.js';
 
-export const PROBE: WorkerContextType = {
-  name: 'probe',
-  module: fileURLToPath(new URL('../fixtures/probe-context.mjs', import.meta.url)),
-  options: {},
-};
 
 const text = (s: string) => new TextEncoder().encode(s);
 const fdCount = () => readdirSync('/proc/self/fd').length;
