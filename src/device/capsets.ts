@@ -3,7 +3,7 @@ import type { Codec } from '../queues/codec.js';
 import { R_CTX, R_FENCE_HI, R_FENCE_LO, R_FLAGS, R_RING, R_WLEN } from '../queues/layout.js';
 import { GpuError } from './errors.js';
 import { Resp, HDR_SIZE, CAPSET_INFO_SIZE } from './protocol.js';
-import { header } from './virgl-responses.js';
+import { header } from './responses.js';
 
 export interface Capset {
   readonly id: number;

@@ -18,7 +18,7 @@ import { GpuError, respType } from './errors.js';
 import { Cmd, Resp, HDR_SIZE, FLAG_FENCE, FLAG_INFO_RING_IDX, cmdName } from './protocol.js';
 import type { HostMemoryBudget } from './resources.js';
 import type { Renderer } from './renderer.js';
-import { header } from './virgl-responses.js';
+import { header } from './responses.js';
 
 /** A capset the device offers, and who runs contexts of it. */
 export interface OfferedCapset {
@@ -265,6 +265,7 @@ export class ContextRegistry {
   reset(): void {
     for (const [id, entry] of [...this.workerCtx]) this.destroy(id, entry);
     this.rendererCtx.clear();
+    this.o.answers.clear();
   }
 
   /** A worker context by id (tests: kill its worker). */

@@ -6,10 +6,11 @@ import { randomFillSync } from 'node:crypto';
 import type { Codec } from '../queues/codec.js';
 import { DEFERRED, type VirtQueue } from '../queues/virtqueue.js';
 import type { VirglComponent } from '../renderers/virgl/component.js';
-import { VirglDevice } from './virgl-device.js';
+import { VirglDevice } from '../renderers/virgl/device.js';
 import type { Renderer } from './renderer.js';
 import { ContextRegistry, type ContextResource, type OfferedCapset } from './contexts.js';
 import { AnswerOrder } from './answer-order.js';
+import { NO_HOST_VISIBLE_REGION, type HostVisibleRegion } from './host-visible.js';
 import { capsetData, capsetInfo } from './capsets.js';
 import type { WorkerContexts } from '../renderers/worker-context/host.js';
 import {
@@ -69,6 +70,8 @@ export class GpuDevice {
    * This turns a batch of GET_DISPLAY_INFO into one round trip to QEMU.
    */
   private displayInfoCache: { pmodes: Uint8Array | null; pos: number; seen: number } | null = null;
+  /** Where RESOURCE_MAP_BLOB maps host memory: the transport's SHMEM region once negotiated. */
+  private hostVisible: HostVisibleRegion = NO_HOST_VISIBLE_REGION;
 
   constructor(opts: GpuDeviceOptions) {
     this.budget = new HostMemoryBudget(opts.maxHostMemory);
@@ -77,7 +80,7 @@ export class GpuDevice {
     this.memory = opts.memory;
     this.scanouts = new Scanouts(opts.display);
     const answers = new AnswerOrder();
-    const virgl = opts.virgl ? new VirglDevice({ component: opts.virgl, budget: this.budget, memory: opts.memory, display: opts.display }) : null;
+    const virgl = opts.virgl ? new VirglDevice({ component: opts.virgl, budget: this.budget, memory: opts.memory, display: opts.display, answers }) : null;
     this.renderer = virgl;
     const virglCapsets: OfferedCapset[] = virgl ? virgl.capsets.map((c) => ({ ...c, runner: 'renderer' as const })) : [];
     this.capsets = [...virglCapsets, ...(opts.workerCapsets ?? [])];
@@ -104,6 +107,11 @@ export class GpuDevice {
     if (this.renderer) return this.renderer.contextResource(id);
     const res = this.resources.get(id);
     return { segs: res.backing ? res.backing.resolve(this.memory) : null, fd: -1, size: res.backing?.length ?? 0 };
+  }
+
+  /** The transport negotiated shared memory (or lost it: NO_HOST_VISIBLE_REGION). */
+  setHostVisible(region: HostVisibleRegion): void {
+    this.hostVisible = region;
   }
 
   setAckedFeatures(f: bigint): void {

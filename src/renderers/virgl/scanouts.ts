@@ -3,15 +3,15 @@
  * flushed rect back into the component's shared readback buffer (bottom-up resources flipped) and
  * sends the display an update straight from that buffer.
  */
-import type { VirglComponent } from '../renderers/virgl/component.js';
-import type { Backing } from './backing.js';
-import type { DisplaySink } from './display-sink.js';
-import { GpuError } from './errors.js';
-import { isSupportedFormat, swizzleOf } from './formats.js';
-import { CURSOR_SIZE, MAX_SCANOUTS } from './protocol.js';
-import { checkRectInside, Scanouts } from './scanouts.js';
-import { cursorImage, PixelStore } from './pixel-store.js';
-import { log } from '../log.js';
+import type { VirglComponent } from './component.js';
+import type { Backing } from '../../device/backing.js';
+import type { DisplaySink } from '../../device/display-sink.js';
+import { GpuError } from '../../device/errors.js';
+import { isSupportedFormat, swizzleOf } from '../../device/formats.js';
+import { CURSOR_SIZE, MAX_SCANOUTS } from '../../device/protocol.js';
+import { checkRectInside, Scanouts } from '../../device/scanouts.js';
+import { cursorImage, PixelStore } from '../../device/pixel-store.js';
+import { log } from '../../log.js';
 
 export interface VirglResource {
   readonly id: number;

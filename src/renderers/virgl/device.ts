@@ -5,22 +5,23 @@
  * Fenced commands are answered when the component's fence for their timeline signals (the queue
  * goes on meanwhile); unfenced 3D commands are answered at once, as QEMU does.
  */
-import type { Renderer } from './renderer.js';
-import type { ContextResource } from './contexts.js';
-import type { Codec } from '../queues/codec.js';
-import { DEFERRED, type VirtQueue } from '../queues/virtqueue.js';
-import { R_ARGS, R_CTX, R_FENCE_HI, R_FENCE_LO, R_FLAGS, R_NENTRIES, R_RING, R_RLEN } from '../queues/layout.js';
-import type { VirglComponent, VirglCapset } from '../renderers/virgl/component.js';
-import { log } from '../log.js';
-import { Backing, ENTRY_OVERHEAD, type GuestAccess } from './backing.js';
-import { GpuError, respType } from './errors.js';
-import { cmdName, Cmd, Resp, HDR_SIZE, FLAG_FENCE, FLAG_INFO_RING_IDX } from './protocol.js';
-import { header } from './virgl-responses.js';
-import type { HostMemoryBudget } from './resources.js';
-import { MAX_DIMENSION } from './resources.js';
-import { VirglScanouts, type VirglResource } from './virgl-scanouts.js';
-import type { DisplaySink } from './display-sink.js';
-import { checkRectInside } from './scanouts.js';
+import type { Renderer } from '../../device/renderer.js';
+import type { ContextResource } from '../../device/contexts.js';
+import type { Codec } from '../../queues/codec.js';
+import { DEFERRED, type VirtQueue } from '../../queues/virtqueue.js';
+import { R_ARGS, R_CTX, R_FENCE_HI, R_FENCE_LO, R_FLAGS, R_NENTRIES, R_RING, R_RLEN } from '../../queues/layout.js';
+import type { VirglComponent, VirglCapset } from './component.js';
+import { log } from '../../log.js';
+import { Backing, ENTRY_OVERHEAD, type GuestAccess } from '../../device/backing.js';
+import { GpuError, respType } from '../../device/errors.js';
+import { cmdName, Cmd, Resp, HDR_SIZE, FLAG_FENCE, FLAG_INFO_RING_IDX } from '../../device/protocol.js';
+import { header } from '../../device/responses.js';
+import { AnswerOrder, GLOBAL_TIMELINE, WHOLE_CONTEXT, timeline as answerTimeline } from '../../device/answer-order.js';
+import type { HostMemoryBudget } from '../../device/resources.js';
+import { MAX_DIMENSION } from '../../device/resources.js';
+import { VirglScanouts, type VirglResource } from './scanouts.js';
+import type { DisplaySink } from '../../device/display-sink.js';
+import { checkRectInside } from '../../device/scanouts.js';
 
 /** Largest SUBMIT_3D command stream accepted. */
 export const MAX_SUBMIT_BYTES = 4 << 20;
@@ -37,6 +38,8 @@ export interface VirglDeviceOptions {
   budget: HostMemoryBudget;
   memory: GuestAccess;
   display: DisplaySink;
+  /** The device's answer order, shared with every other context type. */
+  answers: AnswerOrder;
 }
 
 /** virglrenderer behind the device: coordinator-side state and validation, work in the worker. */
@@ -50,13 +53,13 @@ export class VirglDevice implements Renderer {
   readonly scanouts: VirglScanouts;
   private readonly box = [0, 0, 0, 0, 0, 0];
   private rec: Int32Array = new Int32Array(0);
-  /** Last answer pending per fence timeline: answers on one timeline go out in order. */
-  private readonly lastAnswer = new Map<number, Promise<void>>();
+  private readonly answers: AnswerOrder;
 
   constructor(opts: VirglDeviceOptions) {
     this.component = opts.component;
     this.budget = opts.budget;
     this.memory = opts.memory;
+    this.answers = opts.answers;
     this.scanouts = new VirglScanouts(opts.component, opts.display);
   }
 
@@ -192,16 +195,12 @@ export class VirglDevice implements Renderer {
     const flags = r[R_FLAGS], lo = r[R_FENCE_LO], hi = r[R_FENCE_HI], ctx = r[R_CTX], ring = r[R_RING];
     const complete = queue.defer();
     const fence = this.component.fence(timeline);
-    // A flush's display update may finish after a later fence: chain the answers per timeline.
-    const prev = this.lastAnswer.get(timeline);
-    const answer = Promise.all([fence, pending ?? 0, prev]).then(([status, flushed]) => {
+    // A flush's display update may finish after a later fence: the answers are chained per timeline.
+    const order = timeline === 0 ? GLOBAL_TIMELINE : answerTimeline(timeline, WHOLE_CONTEXT);
+    this.answers.after(order, Promise.all([fence, pending ?? 0]), ([status, flushed]) => {
       if (status < 0) log.warn(`virgl: fence on timeline ${timeline} did not signal (${status})`);
       const ok = status >= 0 && flushed >= 0;
       complete((c) => header(c, refused || (ok ? Resp.OK_NODATA : Resp.ERR_UNSPEC), flags, lo, hi, ctx, ring));
-    });
-    this.lastAnswer.set(timeline, answer);
-    void answer.finally(() => {
-      if (this.lastAnswer.get(timeline) === answer) this.lastAnswer.delete(timeline);
     });
     return DEFERRED;
   }
@@ -320,7 +319,6 @@ export class VirglDevice implements Renderer {
   /** Forget everything (device reset or the session ended): the worker's objects are released too. */
   reset(): void {
     this.scanouts.reset();
-    this.lastAnswer.clear();
     for (const id of [...this.contexts.keys()]) this.destroyContext(id);
     for (const res of [...this.resources.values()]) this.unref(res);
   }
