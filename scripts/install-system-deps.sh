@@ -18,6 +18,9 @@ want_test=(busybox-static cpio linux-image-amd64 kmod zstd)
 # QEMU's in-process virtio-gpu-gl reference run; libvirglrenderer1 is the
 # host-side virgl decoder.
 want_test+=(kmscube libgl1-mesa-dri libgbm1 libegl1 libegl-mesa0 libgles2 libdrm2 libvirglrenderer1)
+# Cross-domain tests: a real compositor on the host (weston, headless backend, pixman renderer,
+# weston-screenshooter) and the host's own view of its globals (wayland-info).
+want_test+=(weston wayland-utils)
 want_qemu=(qemu-system-x86 qemu-system-gui)
 
 missing=()

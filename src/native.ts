@@ -72,6 +72,9 @@ export const VirglFlags = {
   DRM: 1 << 10,
 } as const;
 
+/** describeFd() kinds. */
+export const FdKind = { FILE: 1, PIPE: 2, EVENTFD: 3, SOCKET: 4, OTHER: 5 } as const;
+
 /** ringIdx that virglTakeFences() reports for global (ctx 0, write_fence) fences. */
 export const VIRGL_GLOBAL_RING = 0xffffffff;
 
@@ -81,8 +84,11 @@ export interface NativeAddon {
   listenUnix(path: string, backlog: number): number;
   /** accept4 on a (non-blocking) listening socket. fd (non-blocking) or -errno (-EAGAIN when none pending). */
   acceptUnix(listenFd: number): number;
-  /** Blocking connect; the returned fd is left blocking. fd or -errno. */
-  connectUnix(path: string): number;
+  /**
+   * Connect; the fd is left blocking unless `nonBlocking` (then the connect never waits either:
+   * -EAGAIN when the listener's backlog is full). fd or -errno.
+   */
+  connectUnix(path: string, nonBlocking?: boolean): number;
   /** AF_UNIX SOCK_STREAM socketpair: [fd0, fd1], or a negative errno number. */
   socketPair(): [number, number] | number;
   /**
@@ -91,10 +97,17 @@ export interface NativeAddon {
    * most; extra fds and truncated control data are closed, never leaked).
    */
   recvMsg(fd: number, buf: Uint8Array, off: number, len: number, fdsOut: Int32Array): number;
-  /** sendmsg gathering all `bufs` (writev-style), with optional SCM_RIGHTS fds; MSG_NOSIGNAL. bytes sent or -errno. */
+  /** sendmsg gathering all `bufs` (writev-style), with optional SCM_RIGHTS fds (at most 28, else -EINVAL); MSG_NOSIGNAL. bytes sent or -errno. */
   sendMsg(fd: number, bufs: readonly Uint8Array[], fds: readonly number[] | null): number;
   /** read(2) into buf[off, off+len): bytes or -errno. */
   read(fd: number, buf: Uint8Array, off: number, len: number): number;
+  /** write(2) of buf[off, off+len): bytes or -errno. */
+  write(fd: number, buf: Uint8Array, off: number, len: number): number;
+  /**
+   * What kind of file an fd is (for fds a peer sent): a FdKind, or -errno. out[0] = size of a
+   * regular file (memfd, shm), out[1] = its access mode (O_RDONLY 0 / O_WRONLY 1 / O_RDWR 2).
+   */
+  describeFd(fd: number, out: Float64Array): number;
   /** poll(2) one fd: revents (0 on timeout) or -errno. timeoutMs -1 waits forever. */
   pollFd(fd: number, events: number, timeoutMs: number): number;
   setNonBlocking(fd: number, on: boolean): number;

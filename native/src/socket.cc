@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "common.h"
@@ -16,7 +17,7 @@
 namespace vg {
 namespace {
 
-constexpr size_t kMaxSendFds = 8;    // vhost-user never sends more per message
+constexpr size_t kMaxSendFds = 28;   // Wayland's limit per message (vhost-user sends at most 8)
 constexpr size_t kMaxRecvFds = 253;  // SCM_MAX_FD: room for all, so extras are closed by us
 
 // Fills a sockaddr_un; false (errno set) if the path does not fit or is empty.
@@ -78,17 +79,20 @@ Napi::Value ConnectUnix(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path;
   bool nul;
+  bool nonBlocking = false;
   if (!ArgString(info, 0, &path, &nul)) return {};
+  if (!info[1].IsUndefined() && !ArgBool(info, 1, &nonBlocking)) return {};
   if (nul) return Err(env, EINVAL);
   sockaddr_un addr;
   if (!MakeAddr(path, &addr)) return Err(env, errno);
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (nonBlocking ? SOCK_NONBLOCK : 0), 0);
   if (fd < 0) return Err(env, errno);
   int err = 0;
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     err = errno;
     // An interrupted connect carries on in the background: wait for it instead of retrying.
-    if (err == EINTR) {
+    // (A non-blocking unix connect never does: it completes or fails at once, EAGAIN = backlog full.)
+    if (err == EINTR && !nonBlocking) {
       pollfd p{fd, POLLOUT, 0};
       int r;
       do r = poll(&p, 1, -1);
@@ -228,6 +232,52 @@ Napi::Value Read(const Napi::CallbackInfo& info) {
   return SysRet(env, n);
 }
 
+Napi::Value Write(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  uint8_t* buf;
+  size_t bufLen;
+  int64_t off, len;
+  if (!ArgFd(info, 0, &fd) || !ArgBytes(info[1], &buf, &bufLen) || !ArgIndex(info, 2, &off) ||
+      !ArgIndex(info, 3, &len))
+    return {};
+  if (!InRange(off, len, bufLen)) return Err(env, EINVAL);
+  ssize_t n;
+  do n = write(fd, buf + off, static_cast<size_t>(len));
+  while (n < 0 && errno == EINTR);
+  return SysRet(env, n);
+}
+
+// What an fd received from a peer is. kinds: 1 regular file (memfd, shm), 2 pipe/FIFO, 3 eventfd,
+// 4 socket, 5 anything else. out[0] = size (regular files), out[1] = access mode (O_ACCMODE bits).
+Napi::Value DescribeFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  if (!ArgFd(info, 0, &fd)) return {};
+  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      info[1].As<Napi::Float64Array>().ElementLength() < 2)
+    return TypeErr(env, "out must be a Float64Array of 2");
+  auto out = info[1].As<Napi::Float64Array>();
+  struct stat st;
+  if (fstat(fd, &st) != 0) return Err(env, errno);
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) return Err(env, errno);
+  out[0] = S_ISREG(st.st_mode) ? static_cast<double>(st.st_size) : 0;
+  out[1] = flags & O_ACCMODE;
+  if (S_ISREG(st.st_mode)) return Num(env, 1);
+  if (S_ISFIFO(st.st_mode)) return Num(env, 2);
+  if (S_ISSOCK(st.st_mode)) return Num(env, 4);
+  // eventfds are anonymous inodes: only their /proc link names them.
+  char link[64], target[64];
+  std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  ssize_t n = readlink(link, target, sizeof target - 1);
+  if (n > 0) {
+    target[n] = 0;
+    if (std::strcmp(target, "anon_inode:[eventfd]") == 0) return Num(env, 3);
+  }
+  return Num(env, 5);
+}
+
 int64_t NowMs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -308,6 +358,8 @@ void InitSocket(Napi::Env env, Napi::Object exports) {
   SetFn(env, exports, "recvMsg", RecvMsg);
   SetFn(env, exports, "sendMsg", SendMsg);
   SetFn(env, exports, "read", Read);
+  SetFn(env, exports, "write", Write);
+  SetFn(env, exports, "describeFd", DescribeFd);
   SetFn(env, exports, "pollFd", PollFd);
   SetFn(env, exports, "setNonBlocking", SetNonBlocking);
   SetFn(env, exports, "close", Close);

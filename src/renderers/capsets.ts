@@ -6,6 +6,7 @@
  */
 import { packagePath } from '../package-path.js';
 import type { WorkerContextType } from './worker-context/host.js';
+import { capabilities as crossDomainCapabilities } from './cross-domain/protocol.js';
 
 export type GpuMode = '2d' | 'virglrenderer';
 
@@ -40,15 +41,6 @@ export interface CapsetSettings {
 }
 
 const ALL_MODES: readonly GpuMode[] = ['2d', 'virglrenderer'];
-
-/** CrossDomainCapabilities: version 1 (commands 1-7), channels 1 << WAYLAND, no dma-buf, no external memory. */
-function crossDomainCapabilities(): Uint8Array {
-  const b = new Uint8Array(16);
-  const v = new DataView(b.buffer);
-  v.setUint32(0, 1, true);
-  v.setUint32(4, 1 << 1, true);
-  return b;
-}
 
 export const CAPSETS: readonly CapsetRow[] = [
   { name: 'virgl', id: 1, modes: ['virglrenderer'], runner: 'virgl' },

@@ -5,7 +5,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
-import { native, type MapHandle } from '../../src/native.js';
+import { FdKind, native, type MapHandle } from '../../src/native.js';
 import { packagePath } from '../../src/package-path.js';
 
 const n = native();
@@ -84,7 +84,7 @@ describe('socketPair + sendMsg/recvMsg', () => {
   it('validates arguments', () => {
     const [a, b] = pair();
     const buf = new Uint8Array(8);
-    expect(n.sendMsg(a, [buf], Array.from({ length: 9 }, () => a))).toBe(-n.EINVAL);
+    expect(n.sendMsg(a, [buf], Array.from({ length: 29 }, () => a))).toBe(-n.EINVAL); // Wayland's 28 at most
     expect(n.sendMsg(a, [], [a])).toBe(-n.EINVAL);
     expect(n.recvMsg(b, buf, 4, 5, new Int32Array(1))).toBe(-n.EINVAL);
     expect(n.recvMsg(b, buf, 0.5, 1, new Int32Array(1))).toBe(-n.EINVAL);
@@ -108,7 +108,25 @@ describe('socketPair + sendMsg/recvMsg', () => {
     expect(n.read(d, buf, 1, 3)).toBe(3);
     expect([...buf]).toEqual([0, 1, 2, 3]);
     expect(n.read(d, buf, 2, 3)).toBe(-n.EINVAL);
+    expect(n.write(a, Uint8Array.of(9, 8, 7), 1, 2)).toBe(2);
+    expect(n.read(b, buf, 0, 4)).toBe(2);
+    expect([...buf.subarray(0, 2)]).toEqual([8, 7]);
+    expect(n.write(a, buf, 3, 2)).toBe(-n.EINVAL);
     for (const fd of [a, b, d]) n.close(fd);
+  });
+
+  it('describeFd tells memory, pipe ends, eventfds and sockets apart', () => {
+    const info = new Float64Array(2);
+    const mem = n.memfdCreate('describe', 12345), ev = n.eventfd(0, true), ends = new Int32Array(2);
+    n.pipeCreate(ends, 4096);
+    const [a, b] = pair();
+    expect([n.describeFd(mem, info), ...info]).toEqual([FdKind.FILE, 12345, 2]);
+    expect([n.describeFd(ends[0], info), info[1]]).toEqual([FdKind.PIPE, 0]);
+    expect([n.describeFd(ends[1], info), info[1]]).toEqual([FdKind.PIPE, 1]);
+    expect(n.describeFd(ev, info)).toBe(FdKind.EVENTFD);
+    expect(n.describeFd(a, info)).toBe(FdKind.SOCKET);
+    for (const fd of [mem, ev, ends[0], ends[1], a, b]) n.close(fd);
+    expect(n.describeFd(mem, info)).toBe(EBADF);
   });
 });
 
@@ -131,7 +149,11 @@ describe('unix listen/connect/accept', () => {
     expect(buf[0]).toBe(42);
     // A live listener is not "stale" (the probe connection lands in its backlog).
     expect(n.listenUnix(path, 4)).toBe(EADDRINUSE);
-    for (const fd of [c, s, lfd]) n.close(fd);
+    for (const fd of [c, s]) n.close(fd);
+    const nb = n.connectUnix(path, true); // non-blocking: completes at once into the backlog
+    expect(nb).toBeGreaterThan(2);
+    expect(isNonBlocking(nb)).toBe(true);
+    for (const fd of [nb, lfd]) n.close(fd);
     // The socket file is stale now: listening again removes it.
     const again = n.listenUnix(path, 1);
     expect(again).toBeGreaterThan(2);
