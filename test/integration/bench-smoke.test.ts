@@ -62,4 +62,20 @@ describe('bench smoke', () => {
     expect(report.limits!.eventfd).toHaveLength(2);
     for (const e of report.limits!.eventfd) expect(e.p50Us).toBeGreaterThan(0);
   }, 120_000);
+
+  it('runs the cross-domain bench against weston and reports positive figures', async () => {
+    const json = join(dir, 'cross-domain.json');
+    const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      execFile(process.execPath, [packagePath('dist/bench/cross-domain.js'), '--seconds', '0.2', '--json', json], { timeout: 60_000 }, (err, _out, errOut) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stderr: errOut });
+      });
+    });
+    expect(code, stderr).toBe(0);
+    const r = JSON.parse(readFileSync(json, 'utf8'));
+    expect(r.cores).toBeGreaterThan(0);
+    expect(r.roundTripMs.context.median).toBeGreaterThan(0);
+    expect(r.syncsPerSecond.scaling.map((s: { contexts: number }) => s.contexts)).toEqual([1, 2, 4, 8]);
+    for (const s of r.syncsPerSecond.scaling) expect(s.perSecond).toBeGreaterThan(0);
+    expect(r.blobsPerSecond).toBeGreaterThan(0);
+  }, 70_000);
 });
