@@ -216,7 +216,9 @@ Napi::Value SendMsg(const Napi::CallbackInfo& info) {
   return SysRet(env, n);
 }
 
-Napi::Value Read(const Napi::CallbackInfo& info) {
+// read(2) or write(2) of (fd, buf, off, len): the shape of read() and write().
+template <class Io>
+Napi::Value PlainIo(const Napi::CallbackInfo& info, Io io) {
   Napi::Env env = info.Env();
   int fd;
   uint8_t* buf;
@@ -227,25 +229,17 @@ Napi::Value Read(const Napi::CallbackInfo& info) {
     return {};
   if (!InRange(off, len, bufLen)) return Err(env, EINVAL);
   ssize_t n;
-  do n = read(fd, buf + off, static_cast<size_t>(len));
+  do n = io(fd, buf + off, static_cast<size_t>(len));
   while (n < 0 && errno == EINTR);
   return SysRet(env, n);
 }
 
+Napi::Value Read(const Napi::CallbackInfo& info) {
+  return PlainIo(info, [](int fd, uint8_t* p, size_t n) { return read(fd, p, n); });
+}
+
 Napi::Value Write(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd;
-  uint8_t* buf;
-  size_t bufLen;
-  int64_t off, len;
-  if (!ArgFd(info, 0, &fd) || !ArgBytes(info[1], &buf, &bufLen) || !ArgIndex(info, 2, &off) ||
-      !ArgIndex(info, 3, &len))
-    return {};
-  if (!InRange(off, len, bufLen)) return Err(env, EINVAL);
-  ssize_t n;
-  do n = write(fd, buf + off, static_cast<size_t>(len));
-  while (n < 0 && errno == EINTR);
-  return SysRet(env, n);
+  return PlainIo(info, [](int fd, uint8_t* p, size_t n) { return write(fd, p, n); });
 }
 
 // What an fd received from a peer is. kinds: 1 regular file (memfd, shm), 2 pipe/FIFO, 3 eventfd,
