@@ -403,7 +403,7 @@ export class BlobCommands {
     const r: Rect = { x: a(0), y: a(1), width: a(2), height: a(3) };
     if (r.width === 0 || r.height === 0) throw new GpuError('param', `empty scanout rect ${r.width}x${r.height}`);
     checkRectInside('scanout', r, width, height);
-    if (stride < width * BYTES_PER_PIXEL) throw new GpuError('param', `scanout blob: stride ${stride} < ${width} pixels`);
+    if (stride < width * BYTES_PER_PIXEL) throw new GpuError('param', `scanout blob: stride ${stride} is below a row of ${width} pixels`);
     // Doubles: stride < 2^32 and height <= 2^14, so every term is exact (no wrap).
     const end = offset + stride * (height - 1) + width * BYTES_PER_PIXEL;
     if (end > b.size) throw new GpuError('param', `scanout blob: framebuffer ends at byte ${end} of a ${b.size}-byte blob`);
