@@ -170,7 +170,7 @@ describe('device: blob resources', () => {
       size % 2 ** 32, Math.floor(size / 2 ** 32), ...entries], { ctx: o.ctx ?? 0 }));
 
   /** A guest blob of `size` bytes on scattered pages. */
-  async function guestBlob(id: number, size: number, flags = SHAREABLE): Promise<bigint[]> {
+  async function guestBlob(id: number, size: number, flags: number = SHAREABLE): Promise<bigint[]> {
     const { pages, words } = scatteredPages(size);
     expect(await createBlob(id, BlobMem.GUEST, flags, size, words)).toBe(Resp.OK_NODATA);
     return pages;
@@ -183,7 +183,7 @@ describe('device: blob resources', () => {
   const respType = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset).getUint32(0, true);
   const unref = (id: number) => type(request(Cmd.RESOURCE_UNREF, [id, 0]));
   const ctxCreate = (ctx: number) => type(request(Cmd.CTX_CREATE, [4, PROBE_CAPSET, 0x626f7270, ...new Array(15).fill(0)], { ctx }));
-  const hostBlob = (id: number, size: number, flags = MAPPABLE, ctx = 1, blobId = 7n) => createBlob(id, BlobMem.HOST3D, flags, size, [], { ctx, blobId });
+  const hostBlob = (id: number, size: number, flags: number = MAPPABLE, ctx = 1, blobId = 7n) => createBlob(id, BlobMem.HOST3D, flags, size, [], { ctx, blobId });
 
   it('is offered with RESOURCE_UUID in 2D mode and refused unless negotiated', async () => {
     expect(dev.features() & bit(GpuFeature.RESOURCE_BLOB)).not.toBe(0n);
