@@ -8,15 +8,14 @@ import { Codec } from '../../src/queues/codec.js';
 import { VirtQueue } from '../../src/queues/virtqueue.js';
 import { R_SLOT } from '../../src/queues/layout.js';
 import { GpuDevice } from '../../src/device/gpu-device.js';
-import type { DisplaySink, PixelSource } from '../../src/device/display-sink.js';
-import type { PixelStore } from '../../src/device/pixel-store.js';
 import type { HostVisibleRegion } from '../../src/device/host-visible.js';
 import { BlobMem, BlobFlag } from '../../src/device/blob.js';
 import { Cmd, Resp, GpuFeature, FLAG_FENCE } from '../../src/device/protocol.js';
-import { Format, convertWords } from '../../src/device/formats.js';
+import { Format } from '../../src/device/formats.js';
 import { WorkerContexts } from '../../src/renderers/worker-context/host.js';
 import { native } from '../../src/native.js';
-import { MockRam, MockRing, request } from './mock-ring.js';
+import { MockRam, MockRing, request, submitAndWait } from './mock-ring.js';
+import { FakeDisplay } from './fake-display.js';
 import { PROBE } from './probe-context.js';
 
 const PROBE_CAPSET = 5;
@@ -24,27 +23,6 @@ const capsetData = new Uint8Array(16);
 const bit = (b: number) => 1n << BigInt(b);
 const ALL = bit(GpuFeature.VIRGL) | bit(GpuFeature.CONTEXT_INIT) | bit(GpuFeature.EDID) | bit(GpuFeature.RESOURCE_UUID) | bit(GpuFeature.RESOURCE_BLOB);
 const { MAPPABLE, SHAREABLE, CROSS_DEVICE } = BlobFlag;
-
-interface Update { scanout: number; x: number; y: number; w: number; h: number; px: Uint32Array }
-
-class FakeDisplay implements DisplaySink {
-  scanouts: [number, number, number][] = [];
-  updates: Update[] = [];
-  cursorImages: Uint32Array[] = [];
-  displayInfo = async () => null;
-  edid = async () => null;
-  hasScanout = (s: number) => s === 0;
-  scanout(s: number, w: number, h: number) { this.scanouts.push([s, w, h]); }
-  update(scanout: number, x: number, y: number, w: number, h: number, src: PixelSource) {
-    const px = new Uint32Array(w * h);
-    for (let row = 0; row < h; row++) convertWords(src.swizzle, src.store.words, (src.y + row) * src.pitch + src.x, px, row * w, w);
-    this.updates.push({ scanout, x, y, w, h, px });
-    return true;
-  }
-  cursorUpdate(_s: number, _x: number, _y: number, _hx: number, _hy: number, image: PixelStore) { this.cursorImages.push(image.words.slice(0, 64 * 64)); }
-  cursorMove() {}
-  cursorHide() {}
-}
 
 /** A host-visible region that records requests; each can be held (resolved later) or refused. */
 class FakeRegion implements HostVisibleRegion {
@@ -123,26 +101,7 @@ describe('device: blob resources', () => {
   });
 
   /** Queue one command; resolves with its response bytes once its chain is used. */
-  function send(req: Uint8Array): Promise<Uint8Array> {
-    const r = ram.alloc(req.length, 8), w = ram.alloc(64, 8);
-    ram.write(r, req);
-    const head = (next++ * 2) % ring.size;
-    ring.addChain([{ addr: r, len: req.length }, { addr: w, len: 64, write: true }], head);
-    q.process();
-    return new Promise((resolve, reject) => {
-      const t0 = Date.now();
-      const poll = () => {
-        const n = ring.usedIdx();
-        for (let i = 0; i < n; i++) {
-          const u = ring.usedElem(i);
-          if (u.id === head && ring.ram.u32(w) !== 0) return resolve(ram.read(w, u.len));
-        }
-        if (Date.now() - t0 > 5000) return reject(new Error(`no answer to 0x${new DataView(req.buffer).getUint32(0, true).toString(16)}`));
-        setTimeout(poll, 2);
-      };
-      poll();
-    });
-  }
+  const send = (req: Uint8Array) => submitAndWait(ring, q, req, (next++ * 2) % ring.size);
   const type = async (req: Uint8Array) => new DataView((await send(req)).buffer).getUint32(0, true);
   const pending = <T>(p: Promise<T>) => Promise.race([p, new Promise<string>((r) => setTimeout(() => r('pending'), 100))]);
 
