@@ -2,7 +2,7 @@
 // passed with SCM_RIGHTS): every kind of fd the compositor can send turned into identifiers and
 // back, pipes both ways, eventfds, one event per channel fence under a flood, and hostile input
 // from either side ending only the context concerned, without leaking fds.
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, expect, beforeEach, afterEach } from 'vitest';
@@ -114,9 +114,10 @@ describe('cross-domain channel', () => {
     expect(e.ids.map((x) => [x.type, x.size])).toEqual([[P.IdType.VIRTGPU_BLOB, 5000], [P.IdType.WRITE_PIPE, 0], [P.IdType.EVENT, 0]]);
     const [memId, pipeId, evId] = e.ids.map((x) => x.id);
 
-    // The memory becomes a blob once, covering its last page at most.
+    // The memory becomes a blob once, covering its last page at most (a copy: it ends inside a page).
     await expect(guest.host.createBlob(BigInt(memId), 12288, 1)).rejects.toThrow(/refused/);
     const blob = await guest.host.createBlob(BigInt(memId), 8192, 1);
+    expect(n.fdSize(blob.fd)).toBe(8192); // whole pages, for MAP_BLOB
     const map = n.mmap(blob.fd, 4096, 0);
     if (typeof map === 'number') throw new Error(`mmap ${map}`);
     expect(str(new Uint8Array(n.view(map.addr, 0, 12) as ArrayBuffer))).toBe('xkb_keymap {');
@@ -124,6 +125,21 @@ describe('cross-domain channel', () => {
     n.close(blob.fd);
     await expect(guest.host.createBlob(BigInt(memId), 8192, 1)).rejects.toThrow(/refused/);
     await expect(guest.host.createBlob(BigInt(pipeId), 4096, 1)).rejects.toThrow(/refused/);
+
+    // Whole pages of read-write memory are shared as they are: later writes show through.
+    const pool = n.memfdCreate('pool', 8192);
+    const polled2 = guest.poll();
+    comp.send(conn, text('pool'), [pool]);
+    const e2 = await polled2;
+    if (e2.cmd !== 'receive') throw new Error(e2.cmd);
+    const shared = await guest.host.createBlob(BigInt(e2.ids[0].id), 8192, 1);
+    const smap = n.mmap(shared.fd, 8192, 0);
+    if (typeof smap === 'number') throw new Error(`mmap ${smap}`);
+    writeSync(pool, 'drawn later', 0, 'latin1');
+    expect(str(new Uint8Array(n.view(smap.addr, 0, 11) as ArrayBuffer))).toBe('drawn later');
+    n.unmap(smap.addr);
+    n.close(shared.fd);
+    n.close(pool);
 
     // WRITE goes into the pipe; hang-up closes it.
     guest.write(pipeId, text('clipboard '));

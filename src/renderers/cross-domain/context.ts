@@ -11,6 +11,7 @@
  * compositor sends becomes an identifier (identifiers.ts). Every fd has one owner and is closed
  * with it; destroy() closes them all.
  */
+import { readSync, writeSync } from 'node:fs';
 import { errnoName, FdKind, native, type NativeAddon } from '../../native.js';
 import { ContextError, type AttachedResource, type ContextEnv, type HostBlob, type WorkerContext } from '../worker-context/context-api.js';
 import { Channel } from './channel.js';
@@ -92,12 +93,19 @@ class CrossDomainContext implements WorkerContext {
       return { fd, size, mapInfo: P.MAP_CACHE_CACHED };
     }
     if (it.kind !== 'memory') throw new ContextError(`blob id ${id} is a ${it.kind}, not memory`);
-    // Mapping past the end of the file would fault: the blob may cover its last page, no more.
-    if (size === 0 || size > Math.ceil(it.size / PAGE) * PAGE) {
+    const pages = Math.ceil(size / PAGE) * PAGE;
+    if (size === 0 || pages > Math.ceil(it.size / PAGE) * PAGE) {
       throw new ContextError(`blob of ${size} bytes from compositor memory ${id} of ${it.size}`);
     }
-    const taken = this.items.take(id)!; // once: the fd is the device's now
-    return { fd: taken.fd, size, mapInfo: P.MAP_CACHE_CACHED };
+    this.items.take(id); // once: the fd is the device's now, or copied and closed
+    // MAP_BLOB maps whole pages read-write: memory that is read-only or ends inside a page (a
+    // keymap) goes to the guest as a copy in a memfd of whole pages.
+    if (it.writable && it.size >= pages) return { fd: it.fd, size, mapInfo: P.MAP_CACHE_CACHED };
+    try {
+      return { fd: this.copyOf(it.fd, Math.min(it.size, size), pages), size, mapInfo: P.MAP_CACHE_CACHED };
+    } finally {
+      this.n.close(it.fd);
+    }
   }
 
   destroy(): void {
@@ -106,6 +114,25 @@ class CrossDomainContext implements WorkerContext {
     this.channel = null;
     this.items.clear();
     this.channelFences.length = 0;
+  }
+
+  /** A new memfd of `size` bytes holding the first `len` bytes of `src`. */
+  private copyOf(src: number, len: number, size: number): number {
+    const fd = this.n.memfdCreate('cross-domain-compositor-memory', size);
+    if (fd < 0) throw new ContextError(`cannot copy compositor memory: ${errnoName(fd)}`);
+    try {
+      const buf = Buffer.allocUnsafe(Math.min(len, 1 << 20));
+      for (let at = 0; at < len;) {
+        const n = readSync(src, buf, 0, Math.min(buf.length, len - at), at);
+        if (n === 0) break; // the compositor shrank it meanwhile: the rest reads as zeros
+        writeSync(fd, buf, 0, n, at);
+        at += n;
+      }
+    } catch (e) {
+      this.n.close(fd);
+      throw new ContextError(`cannot copy compositor memory: ${(e as Error).message}`);
+    }
+    return fd;
   }
 
   // --- commands ---
@@ -359,7 +386,7 @@ class CrossDomainContext implements WorkerContext {
         this.n.close(fd);
         throw new ContextError(`the compositor sent ${size} bytes of memory (max 4 GiB - 1)`);
       }
-      return [this.items.addFd({ kind: 'memory', fd, size }), P.IdType.VIRTGPU_BLOB, size];
+      return [this.items.addFd({ kind: 'memory', fd, size, writable: this.fdInfo[1] === 2 /* O_RDWR */ }), P.IdType.VIRTGPU_BLOB, size];
     }
     if (kind === FdKind.PIPE && this.fdInfo[1] === 1 /* O_WRONLY */) {
       // The compositor passed its end on: writes here must never block the worker.

@@ -25,6 +25,8 @@ export interface MemoryItem {
   readonly kind: 'memory';
   readonly fd: number;
   readonly size: number;
+  /** Opened read-write (a mapping of it can be writable, as MAP_BLOB's are). */
+  readonly writable: boolean;
 }
 /** A pipe's write end from the compositor; the guest WRITEs, queued while the pipe is full. */
 export interface WritePipe {
