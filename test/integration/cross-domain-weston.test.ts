@@ -6,9 +6,8 @@ import { native } from '../../src/native.js';
 import { WorkerContexts } from '../../src/renderers/worker-context/host.js';
 import * as P from '../../src/renderers/cross-domain/protocol.js';
 import { CrossDomainGuest } from './cross-domain-guest.js';
-import { WaylandGuestClient, type Global } from './wayland-guest-client.js';
-import { WL, message, concat, Args } from './wayland-wire.js';
-import { Weston } from './weston.js';
+import { WaylandGuestClient, fillPattern, patternColor, showShmBuffer, type Global } from './wayland-guest-client.js';
+import { Weston, findPattern } from './weston.js';
 
 const XR24 = 0x34325258;
 const byName = (gs: Global[]) => [...gs].sort((a, b) => a.name - b.name);
@@ -58,15 +57,8 @@ describe('cross-domain with weston', () => {
     pool = new WorkerContexts(2);
     const n = native();
     const guest = new CrossDomainGuest(pool, 1, weston.socket);
-    const wl = new WaylandGuestClient(guest);
     try {
       expect(await guest.init()).toBe(0);
-      const { registry, globals } = await wl.globals();
-      const g = (iface: string) => globals.find((x) => x.iface === iface)!;
-      const compositor = wl.bind(registry, g('wl_compositor'), 4);
-      const shm = wl.bind(registry, g('wl_shm'), 1);
-      const wm = wl.bind(registry, g('xdg_wm_base'), 1);
-
       // The pool's memory: image requirements, a host3d blob the context makes, written through its memfd.
       const W = 64, H = 48;
       const reqs = await guest.imageRequirements(W, H, XR24);
@@ -76,54 +68,14 @@ describe('cross-domain with weston', () => {
       expect(blob.mapInfo).toBe(P.MAP_CACHE_CACHED);
       const map = n.mmap(blob.fd, blob.size, 0);
       if (typeof map === 'number') throw new Error(`mmap ${map}`);
-      const px = new DataView(n.view(map.addr, 0, blob.size) as ArrayBuffer);
-      const color = (x: number, y: number) => (0x5a << 16) | ((x * 4) << 8) | (y * 5); // R 0x5a, G = 4x, B = 5y
-      // X = 0xff: weston copies the X byte into its output, and the screenshooter reads it as alpha.
-      for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) px.setUint32(y * reqs.strides[0] + x * 4, (0xff000000 | color(x, y)) >>> 0, true);
+      fillPattern(new DataView(n.view(map.addr, 0, blob.size) as ArrayBuffer), W, H, reqs.strides[0]);
       guest.host.attach(10, null, blob.fd, blob.size); // the device attaches the blob resource to the context
       n.close(blob.fd);
 
-      const pool_ = wl.newId(), buffer = wl.newId(), surface = wl.newId(), xdgSurface = wl.newId(), toplevel = wl.newId();
-      wl.request(shm, WL.shm.createPool, [{ u: pool_ }, { fd: true }, { i: reqs.size }], [{ id: 10, type: P.IdType.VIRTGPU_BLOB }]);
-      guest.send(concat([
-        message(pool_, WL.shmPool.createBuffer, [{ u: buffer }, { i: 0 }, { i: W }, { i: H }, { i: reqs.strides[0] }, { u: WL.SHM_XRGB8888 }]),
-        message(compositor, WL.compositor.createSurface, [{ u: surface }]),
-        message(wm, WL.xdgWmBase.getXdgSurface, [{ u: xdgSurface }, { u: surface }]),
-        message(xdgSurface, WL.xdgSurface.getToplevel, [{ u: toplevel }]),
-        message(surface, WL.surface.commit),
-      ]));
-      let serial = -1;
-      while (serial < 0) {
-        const e = await wl.next();
-        if (e.obj === xdgSurface && e.opcode === WL.xdgSurface.evConfigure) serial = new Args(e.body).u();
-        if (e.obj === wm && e.opcode === WL.xdgWmBase.evPing) wl.request(wm, WL.xdgWmBase.pong, [{ u: new Args(e.body).u() }]);
-      }
-      const frame = wl.newId();
-      guest.send(concat([
-        message(xdgSurface, WL.xdgSurface.ackConfigure, [{ u: serial }]),
-        message(surface, WL.surface.attach, [{ u: buffer }, { i: 0 }, { i: 0 }]),
-        message(surface, WL.surface.damage, [{ i: 0 }, { i: 0 }, { i: W }, { i: H }]),
-        message(surface, WL.surface.frame, [{ u: frame }]),
-        message(surface, WL.surface.commit),
-      ]));
-      for (;;) {
-        const e = await wl.next();
-        if (e.obj === frame && e.opcode === WL.callback.evDone) break;
-      }
-
+      await showShmBuffer(new WaylandGuestClient(guest), { id: 10, type: P.IdType.VIRTGPU_BLOB }, reqs.size, W, H, reqs.strides[0]);
       const shot = await weston.screenshot();
       expect([shot.width, shot.height]).toEqual([320, 240]);
-      const at = (x: number, y: number) => {
-        const i = (y * shot.width + x) * 4;
-        return (shot.rgba[i] << 16) | (shot.rgba[i + 1] << 8) | shot.rgba[i + 2];
-      };
-      let origin: [number, number] | null = null;
-      for (let y = 0; y < shot.height && !origin; y++) for (let x = 0; x < shot.width; x++) if (at(x, y) === color(0, 0)) { origin = [x, y]; break; }
-      expect(origin, 'the buffer\'s first pixel is somewhere on the output').not.toBeNull();
-      const [ox, oy] = origin!;
-      let wrong = 0;
-      for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) if (at(ox + x, oy + y) !== color(x, y)) wrong++;
-      expect(wrong).toBe(0);
+      expect(findPattern(shot, W, H, patternColor), 'the buffer is on the output, every pixel').toMatchObject({ wrong: 0 });
       n.unmap(map.addr);
     } finally {
       await guest.destroy();

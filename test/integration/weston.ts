@@ -2,7 +2,7 @@
 // renderer and the desktop shell, its own XDG_RUNTIME_DIR, --debug for the screenshooter protocol.
 // Also the host's own view of it: wayland-info's globals and weston-screenshooter's PNG.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, chmodSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, chmodSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -27,7 +27,7 @@ export class Weston {
       + 'panel-position=none\nbackground-color=0xff203040\n');
     this.proc = spawn('weston', ['--backend=headless-backend.so', '--use-pixman', '--socket=wayland-test', '--idle-time=0',
       '--debug', `--config=${config}`, `--width=${width}`, `--height=${height}`], {
-      env: { ...process.env, XDG_RUNTIME_DIR: this.dir, WAYLAND_DISPLAY: '', ...(process.env.WL_DEBUG ? { WAYLAND_DEBUG: 'server' } : {}) },
+      env: { ...process.env, XDG_RUNTIME_DIR: this.dir, WAYLAND_DISPLAY: '' },
       cwd: this.dir,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -70,7 +70,6 @@ export class Weston {
     await run('weston-screenshooter', [], { env: this.clientEnv, cwd: this.dir, timeout: 10000 });
     const png = readdirSync(this.dir).find((f) => f.endsWith('.png'));
     if (!png) throw new Error(`weston-screenshooter wrote no PNG:\n${this.log}`);
-    if (process.env.WL_DEBUG) copyFileSync(join(this.dir, png), join(tmpdir(), 'cross-domain-last-shot.png'));
     return decodePng(readFileSync(join(this.dir, png)));
   }
 
@@ -130,4 +129,26 @@ export function decodePng(file: Buffer): { width: number; height: number; rgba: 
     rgba[i * 4 + 3] = bpp === 4 ? img[i * 4 + 3] : 255;
   }
   return { width, height, rgba };
+}
+
+/**
+ * Where the width x height pattern (`color(x, y)`, RGB) is in a screenshot, found by its first
+ * pixel, and how many of its pixels differ there; null if its first pixel is nowhere.
+ */
+export function findPattern(shot: { width: number; height: number; rgba: Uint8Array }, width: number, height: number,
+  color: (x: number, y: number) => number): { x: number; y: number; wrong: number } | null {
+  const at = (x: number, y: number) => {
+    if (x >= shot.width || y >= shot.height) return -1;
+    const i = (y * shot.width + x) * 4;
+    return (shot.rgba[i] << 16) | (shot.rgba[i + 1] << 8) | shot.rgba[i + 2];
+  };
+  for (let oy = 0; oy < shot.height; oy++) {
+    for (let ox = 0; ox < shot.width; ox++) {
+      if (at(ox, oy) !== color(0, 0)) continue;
+      let wrong = 0;
+      for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) if (at(ox + x, oy + y) !== color(x, y)) wrong++;
+      return { x: ox, y: oy, wrong };
+    }
+  }
+  return null;
 }
