@@ -14,9 +14,30 @@ import * as P from '../../src/renderers/cross-domain/protocol.js';
 import { MockRam, MockRing, request } from '../unit/mock-ring.js';
 import { command, sendCommand } from './cross-domain-guest.js';
 import { Args, EventStream, WL, concat, message } from './wayland-wire.js';
-import { Weston } from './weston.js';
+import { WaylandGuestClient, fillPattern, patternColor, showShmBuffer, type CrossDomainChannel } from './wayland-guest-client.js';
+import { Weston, findPattern } from './weston.js';
+import { native } from '../../src/native.js';
+import type { HostVisibleRegion } from '../../src/device/host-visible.js';
+import type { ChannelEvent, Identifier } from './cross-domain-guest.js';
 
-const FEATURES = (1n << BigInt(GpuFeature.VIRGL)) | (1n << BigInt(GpuFeature.CONTEXT_INIT));
+const FEATURES = (1n << BigInt(GpuFeature.VIRGL)) | (1n << BigInt(GpuFeature.CONTEXT_INIT)) | (1n << BigInt(GpuFeature.RESOURCE_BLOB));
+const BLOB_MEM_GUEST = 1, BLOB_MEM_HOST3D = 2, BLOB_MAPPABLE = 1, BLOB_SHAREABLE = 2;
+const XR24 = 0x34325258;
+
+/** The front-end's host-visible region, as QEMU's SHMEM maps it: each mapping an mmap of the blob's fd. */
+class MmapRegion implements HostVisibleRegion {
+  readonly views = new Map<number, { addr: bigint; view: DataView }>();
+  constructor(readonly size: number) {}
+  async map(offset: number, length: number, fd: number, fdOffset: number): Promise<void> {
+    const m = native().mmap(fd, length, fdOffset);
+    if (typeof m === 'number') throw new Error(`mmap ${m}`);
+    this.views.set(offset, { addr: m.addr, view: new DataView(native().view(m.addr, 0, length) as ArrayBuffer) });
+  }
+  async unmap(offset: number): Promise<void> {
+    native().unmap(this.views.get(offset)!.addr);
+    this.views.delete(offset);
+  }
+}
 const CTX = 3, QUERY = 11, CHANNEL = 12;
 
 describe('cross-domain through the device', () => {
@@ -92,6 +113,70 @@ describe('cross-domain through the device', () => {
   }
   let fenceId = 1n;
   const onRing = (ringIdx: number) => ({ flags: FLAG_FENCE | FLAG_INFO_RING_IDX, fence: fenceId++, ring: ringIdx });
+
+  /** A RESOURCE_CREATE_BLOB request: guest memory on one fresh page, or host memory from CTX. */
+  async function createBlob(id: number, mem: number, blobId: number, size: number): Promise<{ type: number; page: bigint }> {
+    const page = ram.alloc(size, 4096);
+    const words = [id, mem, BLOB_MAPPABLE | BLOB_SHAREABLE, mem === BLOB_MEM_GUEST ? 1 : 0, blobId, 0, size, 0];
+    if (mem === BLOB_MEM_GUEST) words.push(Number(page & 0xffffffffn), Number(page >> 32n), size, 0);
+    return { type: await type(request(Cmd.RESOURCE_CREATE_BLOB, words, { ctx: CTX })), page };
+  }
+
+  /** The guest proxy's side, through the device: SEND as SUBMIT_3D, POLL with a fence on ring 1. */
+  function deviceChannel(channelPage: bigint): CrossDomainChannel {
+    return {
+      send: (data: Uint8Array, ids: Identifier[] = []) => void submit(sendCommand(data, ids)),
+      poll: async (): Promise<ChannelEvent> => {
+        const t = await submit(command(P.Cmd.POLL, P.HDR.BYTES).bytes, onRing(P.CHANNEL_RING));
+        if (t !== Resp.OK_NODATA) throw new Error(`POLL answered 0x${t.toString(16)}`);
+        const r = ram.read(channelPage, 4096), v = new DataView(r.buffer, r.byteOffset);
+        if (r[0] !== P.Cmd.RECEIVE) throw new Error(`channel ring holds ${r[0]}`);
+        const count = v.getUint32(P.SEND_RECEIVE.NUM_IDENTIFIERS, true), size = v.getUint32(P.SEND_RECEIVE.OPAQUE_DATA_SIZE, true);
+        const ids = Array.from({ length: count }, (_, i) => ({ id: v.getUint32(P.SEND_RECEIVE.IDENTIFIERS + 4 * i, true), type: v.getUint32(P.SEND_RECEIVE.TYPES + 4 * i, true) }));
+        return { cmd: 'receive', data: r.slice(P.SEND_RECEIVE.BYTES, P.SEND_RECEIVE.BYTES + size), ids };
+      },
+    };
+  }
+
+  it('shows a wl_shm buffer the guest made as RESOURCE_CREATE_BLOB HOST3D, mapped with MAP_BLOB and written there', async () => {
+    setup();
+    const region = new MmapRegion(64 << 20);
+    dev.setHostVisible(region);
+    expect(await type(request(Cmd.CTX_CREATE, [4, 5, 0x7373_6f72, ...new Array(15).fill(0)], { ctx: CTX }))).toBe(Resp.OK_NODATA);
+    // The rings as Linux guests make them: guest blobs, attached to the context.
+    const query = await createBlob(QUERY, BLOB_MEM_GUEST, 0, 4096), channel = await createBlob(CHANNEL, BLOB_MEM_GUEST, 0, 4096);
+    expect([query.type, channel.type]).toEqual([Resp.OK_NODATA, Resp.OK_NODATA]);
+    for (const id of [QUERY, CHANNEL]) expect(await type(request(Cmd.CTX_ATTACH_RESOURCE, [id, 0], { ctx: CTX }))).toBe(Resp.OK_NODATA);
+    const init = command(P.Cmd.INIT, P.INIT.BYTES);
+    init.v.setUint32(P.INIT.QUERY_RING_ID, QUERY, true);
+    init.v.setUint32(P.INIT.CHANNEL_RING_ID, CHANNEL, true);
+    init.v.setUint32(P.INIT.CHANNEL_TYPE, P.CHANNEL_TYPE_WAYLAND, true);
+    expect(await submit(init.bytes, onRing(P.QUERY_RING))).toBe(Resp.OK_NODATA);
+
+    const W = 64, H = 40;
+    const req = command(P.Cmd.GET_IMAGE_REQUIREMENTS, P.GET_REQS.BYTES);
+    req.v.setUint32(P.GET_REQS.WIDTH, W, true);
+    req.v.setUint32(P.GET_REQS.HEIGHT, H, true);
+    req.v.setUint32(P.GET_REQS.DRM_FORMAT, XR24, true);
+    expect(await submit(req.bytes, onRing(P.QUERY_RING))).toBe(Resp.OK_NODATA);
+    const q = ram.read(query.page, P.REQS.BYTES), qv = new DataView(q.buffer, q.byteOffset);
+    const stride = qv.getUint32(P.REQS.STRIDES, true), size = Number(qv.getBigUint64(P.REQS.SIZE, true)), blobId = qv.getUint32(P.REQS.BLOB_ID, true);
+
+    const POOL = 30;
+    expect((await createBlob(POOL, BLOB_MEM_HOST3D, blobId, size)).type).toBe(Resp.OK_NODATA);
+    expect((await createBlob(31, BLOB_MEM_HOST3D, blobId, size + 4096)).type).toBe(Resp.ERR_INVALID_PARAMETER); // not the size required
+    expect((await createBlob(32, BLOB_MEM_HOST3D, 999, size)).type).toBe(Resp.ERR_INVALID_PARAMETER); // no such identifier
+    expect(await type(request(Cmd.CTX_ATTACH_RESOURCE, [POOL, 0], { ctx: CTX }))).toBe(Resp.OK_NODATA);
+    const mapped = await send(request(Cmd.RESOURCE_MAP_BLOB, [POOL, 0, 0x10000, 0]));
+    expect([mapped.type, new DataView(mapped.resp.buffer, mapped.resp.byteOffset).getUint32(24, true)]).toEqual([Resp.OK_MAP_INFO, P.MAP_CACHE_CACHED]);
+    fillPattern(region.views.get(0x10000)!.view, W, H, stride); // the guest writes through its mapping
+
+    await showShmBuffer(new WaylandGuestClient(deviceChannel(channel.page)), { id: POOL, type: P.IdType.VIRTGPU_BLOB }, size, W, H, stride);
+    expect(findPattern(await weston.screenshot(), W, H, patternColor), 'the buffer is on the output, every pixel').toMatchObject({ wrong: 0 });
+    expect(await type(request(Cmd.RESOURCE_UNMAP_BLOB, [POOL, 0]))).toBe(Resp.OK_NODATA);
+    expect(region.views.size).toBe(0);
+    expect(await type(request(Cmd.CTX_DESTROY, [], { ctx: CTX }))).toBe(Resp.OK_NODATA);
+  });
 
   it('offers the capabilities, and carries a Wayland registry roundtrip through SUBMIT_3D and ring-1 fences', async () => {
     setup();
