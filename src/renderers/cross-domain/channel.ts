@@ -67,9 +67,23 @@ export class Channel {
       this.closeFds(fds);
       throw new ContextError(`the compositor is not reading (${this.queued} bytes queued)`);
     }
+    let rest = bytes, pendingFds: number[] | null = fds.length > 0 ? fds : null;
+    if (this.queue.length === 0) {
+      const r = this.n.sendMsg(this.fd, [bytes], pendingFds);
+      if (r < 0 && r !== -this.n.EAGAIN) {
+        if (pendingFds) this.closeFds(pendingFds);
+        throw new ContextError(`sending to the compositor failed: ${errnoName(r)}`);
+      }
+      if (r > 0 && pendingFds) {
+        this.closeFds(pendingFds); // they went with the first byte
+        pendingFds = null;
+      }
+      rest = bytes.subarray(Math.max(r, 0));
+      if (rest.length === 0) return;
+    }
     // Copy: the bytes are a view of the command ring, which moves on.
-    this.queue.push({ bytes: bytes.slice(), fds: fds.length > 0 ? fds : null });
-    this.queued += bytes.length;
+    this.queue.push({ bytes: rest.slice(), fds: pendingFds });
+    this.queued += rest.length;
     this.flush();
     if (this.queue.length > 0) this.rearm();
   }
