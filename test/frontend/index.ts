@@ -32,6 +32,7 @@ export * from './gpu-batch.js';
 export * from './gpu-driver-2d.js';
 export * from './gpu-driver.js';
 export * from './backend-process.js';
+export * from './connection-cycles.js';
 export { SocketChannel } from './socket-channel.js';
 
 export interface ConnectOptions extends Omit<StartOptions, 'ram' | 'queues' | 'displayFd'> {
