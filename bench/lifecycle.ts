@@ -22,6 +22,7 @@ const argv = yargs(hideBin(process.argv))
   .option('cycles', { alias: 'n', type: 'number', default: 1000, describe: 'Connect/disconnect cycles' })
   .option('seed', { type: 'number', default: 1, describe: 'Seed of the cycle mix' })
   .option('kind', { type: 'string', choices: CYCLE_KINDS as unknown as string[], describe: 'Only this kind of cycle (default: the mix)' })
+  .option('gpu-mode', { type: 'string', default: '2d', describe: 'The daemon\'s --gpu-mode (2d, virglrenderer)' })
   .option('settle-ms', { type: 'number', default: 3000, describe: 'How long to wait for the fd count to come back after the cycles' })
   .strict()
   .parseSync();
@@ -43,7 +44,7 @@ async function alive(socketPath: string): Promise<void> {
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'vhost-gpu-lifecycle-'));
   const socketPath = join(dir, 'gpu.sock');
-  const backend = await startBackend([process.execPath, packagePath('bin/vhost-gpu.js'), '--socket-path={socket}', '--log-level=warn'], socketPath);
+  const backend = await startBackend([process.execPath, packagePath('bin/vhost-gpu.js'), '--socket-path={socket}', '--log-level=warn', `--gpu-mode=${argv['gpu-mode']}`], socketPath);
   const pid = backend.proc.pid!;
   try {
     const probe = backend.takeConnection(); // the readiness probe: a bare cycle of its own
@@ -70,7 +71,7 @@ async function main(): Promise<void> {
     while (fdCount(pid) > before.fds && Date.now() < settleEnd) await sleep(50);
     const after = { fds: fdCount(pid), maps: mappingCount(pid), ...memoryKiB(pid) };
     const mib = (k: number) => `${(k / 1024).toFixed(1)} MiB`;
-    console.log(`vhost-gpu lifecycle: ${plan.length} cycles in ${(elapsed / 1000).toFixed(1)} s (${(plan.length / (elapsed / 1000)).toFixed(0)}/s), seed ${argv.seed}`);
+    console.log(`vhost-gpu lifecycle (--gpu-mode ${argv['gpu-mode']}): ${plan.length} cycles in ${(elapsed / 1000).toFixed(1)} s (${(plan.length / (elapsed / 1000)).toFixed(0)}/s), seed ${argv.seed}`);
     console.log(`  mix: ${[...counts].map(([k, n]) => `${k} ${n}`).join(', ')}`);
     console.log('| daemon | before | after | peak |');
     console.log('|---|---|---|---|');

@@ -32,8 +32,8 @@ function tempDir(): string {
   return dir;
 }
 
-async function listening(): Promise<BackendProcess> {
-  const b = await startBackend([process.execPath, BIN, '--socket-path={socket}', '--log-level=warn'], join(tempDir(), 'gpu.sock'));
+async function listening(gpuMode = '2d'): Promise<BackendProcess> {
+  const b = await startBackend([process.execPath, BIN, '--socket-path={socket}', '--log-level=warn', `--gpu-mode=${gpuMode}`], join(tempDir(), 'gpu.sock'));
   cleanups.push(async () => { await b.stop(); });
   return b;
 }
@@ -131,9 +131,9 @@ describe('connect/disconnect cycles', () => {
 });
 
 describe('signals and --fd', () => {
-  it('exits 0 on SIGTERM with 1080p frames in flight, removing the socket, without hanging', async () => {
+  it.each(['2d', 'virglrenderer'])('exits 0 on SIGTERM with 1080p frames in flight, removing the socket, without hanging (--gpu-mode %s)', async (mode) => {
     for (const frames of [4, 32]) {
-      const b = await listening();
+      const b = await listening(mode);
       await framesInFlight(b, frames);
       b.proc.kill('SIGTERM');
       const exit = await exitWithin(b, 5000);
