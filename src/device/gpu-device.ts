@@ -25,6 +25,7 @@ import { Cmd, Resp, HDR_SIZE, FLAG_FENCE, FLAG_INFO_RING_IDX, GpuFeature, MAX_SC
 import { HostMemoryBudget, ResourceTable, type Resource2D } from './resources.js';
 import { Scanouts, checkRectInside, type Rect } from './scanouts.js';
 import { BYTES_PER_PIXEL, swizzleOf } from './formats.js';
+import { BlobCommands, BlobFramebuffer, BlobResource } from './blob.js';
 
 export interface GpuDeviceOptions {
   maxHostMemory: number;
@@ -70,15 +71,17 @@ export class GpuDevice {
    * This turns a batch of GET_DISPLAY_INFO into one round trip to QEMU.
    */
   private displayInfoCache: { pmodes: Uint8Array | null; pos: number; seen: number } | null = null;
-  /** Where RESOURCE_MAP_BLOB maps host memory: the transport's SHMEM region once negotiated. */
-  private hostVisible: HostVisibleRegion = NO_HOST_VISIBLE_REGION;
+  /** Blob resources (RESOURCE_BLOB); null in virglrenderer mode, whose resources live in the library. */
+  private readonly blobs: BlobCommands | null;
 
   constructor(opts: GpuDeviceOptions) {
     this.budget = new HostMemoryBudget(opts.maxHostMemory);
     this.resources = new ResourceTable(this.budget);
     this.display = opts.display;
     this.memory = opts.memory;
-    this.scanouts = new Scanouts(opts.display);
+    this.scanouts = new Scanouts(opts.display, (src) => {
+      if (src instanceof BlobFramebuffer) this.blobs?.releaseFramebuffer(src);
+    });
     const answers = new AnswerOrder();
     const virgl = opts.virgl ? new VirglDevice({ component: opts.virgl, budget: this.budget, memory: opts.memory, display: opts.display, answers }) : null;
     this.renderer = virgl;
@@ -93,11 +96,17 @@ export class GpuDevice {
       renderer: virgl,
       answers,
     });
+    this.blobs = virgl ? null : new BlobCommands({
+      budget: this.budget, resources: this.resources, memory: opts.memory, scanouts: this.scanouts,
+      contexts: this.contexts, answers, region: NO_HOST_VISIBLE_REGION,
+    });
   }
 
   /** Device feature bits offered (the transport adds the ring and vhost-user bits). */
   features(): bigint {
-    const base = (1n << BigInt(GpuFeature.EDID)) | (1n << BigInt(GpuFeature.RESOURCE_UUID));
+    let base = (1n << BigInt(GpuFeature.EDID)) | (1n << BigInt(GpuFeature.RESOURCE_UUID));
+    // Blobs in virglrenderer mode would need virglrenderer's blob API (not wired): not offered there.
+    if (this.blobs) base |= 1n << BigInt(GpuFeature.RESOURCE_BLOB);
     // Contexts of any type need VIRGL (the 3D command range) and CONTEXT_INIT (their capset id).
     return this.capsets.length > 0 ? base | (1n << BigInt(GpuFeature.VIRGL)) | (1n << BigInt(GpuFeature.CONTEXT_INIT)) : base;
   }
@@ -105,13 +114,16 @@ export class GpuDevice {
   /** A resource as a context sees it when attached (guest memory and/or host memory). */
   private contextResource(id: number): ContextResource {
     if (this.renderer) return this.renderer.contextResource(id);
-    const res = this.resources.get(id);
+    const res = this.resources.any(id);
+    if (res instanceof BlobResource) {
+      return { segs: res.backing ? res.backing.resolve(this.memory) : null, fd: res.host?.fd ?? -1, size: res.size };
+    }
     return { segs: res.backing ? res.backing.resolve(this.memory) : null, fd: -1, size: res.backing?.length ?? 0 };
   }
 
   /** The transport negotiated shared memory (or lost it: NO_HOST_VISIBLE_REGION). */
   setHostVisible(region: HostVisibleRegion): void {
-    this.hostVisible = region;
+    this.blobs?.setRegion(region);
   }
 
   setAckedFeatures(f: bigint): void {
@@ -145,6 +157,7 @@ export class GpuDevice {
     this.displayInfoCache = null;
     this.contexts?.reset();
     this.scanouts.reset();
+    this.blobs?.reset();
     this.resources.clear();
     this.renderer?.reset();
   }
@@ -241,9 +254,13 @@ export class GpuDevice {
         this.resources.create2d(this.arg(0), this.arg(1), this.arg(2), this.arg(3));
         break;
       case Cmd.RESOURCE_UNREF: {
-        const res = this.resources.get(this.arg(0));
-        this.scanouts.detachResource(res);
-        this.resources.destroy(res);
+        const res = this.resources.any(this.arg(0));
+        if (res instanceof BlobResource) {
+          this.blobs!.unref(res);
+        } else {
+          this.scanouts.detachResource(res);
+          this.resources.destroy(res);
+        }
         break;
       }
       case Cmd.SET_SCANOUT: {
@@ -254,24 +271,54 @@ export class GpuDevice {
         break;
       }
       case Cmd.RESOURCE_FLUSH: {
-        const res = this.resources.get(this.arg(4));
+        const res = this.resources.any(this.arg(4));
         const r = this.rectAt(0);
-        checkRectInside('flush', r, res.width, res.height);
-        this.scanouts.flush(res, r);
+        if (res instanceof BlobResource) {
+          this.blobs!.flush(res, r);
+        } else {
+          checkRectInside('flush', r, res.width, res.height);
+          this.scanouts.flush(res, r);
+        }
         break;
       }
-      case Cmd.TRANSFER_TO_HOST_2D:
-        this.transferToHost2d(this.resources.get(this.arg(6)), this.rectAt(0), this.arg(4) + this.arg(5) * 2 ** 32);
+      case Cmd.TRANSFER_TO_HOST_2D: {
+        const res = this.resources.any(this.arg(6));
+        // A blob framebuffer is read from the blob's memory at each flush: nothing to copy here.
+        if (!(res instanceof BlobResource)) this.transferToHost2d(res, this.rectAt(0), this.arg(4) + this.arg(5) * 2 ** 32);
         break;
-      case Cmd.RESOURCE_ATTACH_BACKING:
-        this.resources.attachBacking(this.resources.get(this.arg(0)), Backing.fromRequest(codec));
+      }
+      case Cmd.RESOURCE_ATTACH_BACKING: {
+        const res = this.resources.any(this.arg(0));
+        if (res instanceof BlobResource) this.blobs!.attachBacking(res, codec);
+        else this.resources.attachBacking(res, Backing.fromRequest(codec));
         break;
-      case Cmd.RESOURCE_DETACH_BACKING:
-        this.resources.detachBacking(this.resources.get(this.arg(0)));
+      }
+      case Cmd.RESOURCE_DETACH_BACKING: {
+        const res = this.resources.any(this.arg(0));
+        // Scanouts and contexts read a blob's pages for as long as it exists.
+        if (res instanceof BlobResource) throw new GpuError('unspec', `blob ${res.id} keeps its guest memory until RESOURCE_UNREF`);
+        this.resources.detachBacking(res);
         break;
-      case Cmd.RESOURCE_ASSIGN_UUID:
+      }
+      case Cmd.RESOURCE_ASSIGN_UUID: {
         if (!this.has(GpuFeature.RESOURCE_UUID)) throw new GpuError('unspec', 'RESOURCE_UUID was not negotiated');
-        return this.assignUuid(codec, this.renderer ? this.renderer.resource(this.arg(0)) : this.resources.get(this.arg(0)));
+        if (this.renderer) return this.assignUuid(codec, this.renderer.resource(this.arg(0)));
+        const res = this.resources.any(this.arg(0));
+        if (res instanceof BlobResource) this.blobs!.checkShareable(res);
+        return this.assignUuid(codec, res);
+      }
+      case Cmd.RESOURCE_CREATE_BLOB: {
+        const done = this.blobCommands().create(codec, this.has(GpuFeature.VIRGL));
+        if (done) return done.then(() => this.header(codec, Resp.OK_NODATA));
+        break;
+      }
+      case Cmd.SET_SCANOUT_BLOB:
+        this.blobCommands().setScanout(rec);
+        break;
+      case Cmd.RESOURCE_MAP_BLOB:
+        return this.blobCommands().map(codec, queue, this.has(GpuFeature.CONTEXT_INIT));
+      case Cmd.RESOURCE_UNMAP_BLOB:
+        return this.blobCommands().unmap(codec, queue, this.has(GpuFeature.CONTEXT_INIT));
       case Cmd.GET_EDID:
         if (!this.has(GpuFeature.EDID)) throw new GpuError('unspec', 'EDID was not negotiated');
         return this.getEdid(codec, this.arg(0));
@@ -279,6 +326,11 @@ export class GpuDevice {
         throw new GpuError('unspec', `command ${cmdName(type)} is not supported in 2D mode`);
     }
     return this.header(codec, Resp.OK_NODATA);
+  }
+
+  private blobCommands(): BlobCommands {
+    if (!this.blobs || !this.has(GpuFeature.RESOURCE_BLOB)) throw new GpuError('unspec', 'RESOURCE_BLOB was not negotiated');
+    return this.blobs;
   }
 
   private transferToHost2d(res: Resource2D, r: Rect, offset: number): void {
@@ -384,7 +436,14 @@ export class GpuDevice {
           this.renderer.cursor(resId, scanout, x, y, this.arg(5), this.arg(6));
           return;
         }
-        const res = this.resources.get(resId);
+        const res = this.resources.any(resId);
+        if (res instanceof BlobResource) {
+          // As QEMU: the first 64x64x4 bytes of the blob, in the cursor's own B,G,R,A order.
+          this.cursorImage = cursorImage(this.cursorImage, 'none', this.blobs!.cursorWords(res));
+          this.cursorOf = { res: null, version: 0 };
+          this.display.cursorUpdate(scanout, x, y, this.arg(5), this.arg(6), this.cursorImage);
+          return;
+        }
         if (res.width !== CURSOR_SIZE || res.height !== CURSOR_SIZE) {
           throw new GpuError('param', `cursor resource ${resId} is ${res.width}x${res.height}, not 64x64`);
         }

@@ -7,6 +7,7 @@ import { GpuError } from './errors.js';
 import { ENTRY_OVERHEAD, type Backing } from './backing.js';
 import { BYTES_PER_PIXEL, isSupportedFormat } from './formats.js';
 import { PixelStore } from './pixel-store.js';
+import type { BlobResource } from './blob.js';
 
 /** Bookkeeping charged per resource and per backing entry, on top of pixel storage. */
 const RESOURCE_OVERHEAD = 512;
@@ -22,7 +23,7 @@ export class HostMemoryBudget {
   }
 
   /** Charge bytes for (what, id); the message is built only on failure (this runs per command). */
-  reserve(bytes: number, what: 'resource' | 'backing of resource' | 'context', id: number): void {
+  reserve(bytes: number, what: 'resource' | 'backing of resource' | 'context' | 'blob resource' | 'framebuffer of resource', id: number): void {
     if (this.used + bytes > this.limit) {
       throw new GpuError('oom', `${what} ${id} needs ${bytes} bytes; ${this.used} of ${this.limit} in use`);
     }
@@ -79,18 +80,57 @@ export class Resource2D {
   }
 }
 
+/**
+ * Every resource of the built-in device, 2D and blob (blob.ts), in one id space. Blobs are created
+ * and destroyed by blob.ts (their memory comes and goes asynchronously); the table only keeps ids.
+ */
 export class ResourceTable {
   private readonly map = new Map<number, Resource2D>();
+  private readonly blobMap = new Map<number, BlobResource>();
   constructor(private readonly budget: HostMemoryBudget) {}
 
   get size(): number {
-    return this.map.size;
+    return this.map.size + this.blobMap.size;
   }
 
+  /** A 2D resource by id; a blob's id is refused (the caller handles blobs first where they apply). */
   get(id: number): Resource2D {
     const r = this.map.get(id);
+    if (!r) {
+      if (this.blobMap.has(id)) throw new GpuError('param', `resource ${id} is a blob resource`);
+      throw new GpuError('resource', `resource ${id} does not exist`);
+    }
+    return r;
+  }
+
+  /** A resource of either kind, or throws ERR_INVALID_RESOURCE_ID. */
+  any(id: number): Resource2D | BlobResource {
+    const r = this.map.get(id) ?? this.blobMap.get(id);
     if (!r) throw new GpuError('resource', `resource ${id} does not exist`);
     return r;
+  }
+
+  blob(id: number): BlobResource | undefined {
+    return this.blobMap.get(id);
+  }
+
+  blobs(): IterableIterator<BlobResource> {
+    return this.blobMap.values();
+  }
+
+  /** Throws unless `id` may name a new resource. */
+  checkNewId(id: number): void {
+    if (id === 0) throw new GpuError('resource', 'resource id 0 is reserved');
+    if (this.map.has(id) || this.blobMap.has(id)) throw new GpuError('resource', `resource ${id} already exists`);
+  }
+
+  addBlob(b: BlobResource): void {
+    this.checkNewId(b.id);
+    this.blobMap.set(b.id, b);
+  }
+
+  deleteBlob(b: BlobResource): void {
+    this.blobMap.delete(b.id);
   }
 
   values(): IterableIterator<Resource2D> {
@@ -98,8 +138,7 @@ export class ResourceTable {
   }
 
   create2d(id: number, format: number, width: number, height: number): Resource2D {
-    if (id === 0) throw new GpuError('resource', 'resource id 0 is reserved');
-    if (this.map.has(id)) throw new GpuError('resource', `resource ${id} already exists`);
+    this.checkNewId(id);
     if (!isSupportedFormat(format)) throw new GpuError('param', `unsupported format ${format}`);
     if (width === 0 || height === 0 || width > MAX_DIMENSION || height > MAX_DIMENSION) {
       throw new GpuError('param', `bad size ${width}x${height} (1..${MAX_DIMENSION} each)`);
@@ -130,6 +169,7 @@ export class ResourceTable {
     this.map.delete(r.id);
   }
 
+  /** Destroy every 2D resource (blobs are destroyed by blob.ts, which unmaps them first). */
   clear(): void {
     for (const r of [...this.map.values()]) this.destroy(r);
   }

@@ -5,8 +5,8 @@
 import type { DisplaySink } from './display-sink.js';
 import { GpuError } from './errors.js';
 import { swizzleOf } from './formats.js';
+import type { PixelStore } from './pixel-store.js';
 import { MAX_SCANOUTS } from './protocol.js';
-import type { Resource2D } from './resources.js';
 
 export interface Rect {
   x: number;
@@ -15,8 +15,19 @@ export interface Rect {
   height: number;
 }
 
+/** What a scanout shows: a 2D resource, or a blob's framebuffer (see blob.ts). */
+export interface ScanoutSource {
+  readonly width: number;
+  readonly height: number;
+  readonly format: number;
+  /** The pixels, width x height, rows of `width` pixels. */
+  readonly store: PixelStore;
+  /** Scanouts showing this source (bit i = scanout i). */
+  scanoutMask: number;
+}
+
 interface Scanout extends Rect {
-  resource: Resource2D | null;
+  resource: ScanoutSource | null;
 }
 
 /** Throws ERR_INVALID_PARAMETER unless rect lies inside width x height (no wrap: doubles). */
@@ -29,22 +40,29 @@ export function checkRectInside(what: string, r: Rect, width: number, height: nu
 export class Scanouts {
   private readonly outs: Scanout[] = Array.from({ length: MAX_SCANOUTS }, () => ({ resource: null, x: 0, y: 0, width: 0, height: 0 }));
 
-  constructor(private readonly display: DisplaySink) {}
+  /** onUnshown: a source stopped being shown on its last scanout (blob framebuffers are then released). */
+  constructor(private readonly display: DisplaySink, private readonly onUnshown: (src: ScanoutSource) => void = () => {}) {}
 
   static checkId(id: number): void {
     if (id >= MAX_SCANOUTS) throw new GpuError('scanout', `scanout ${id} out of range (0..${MAX_SCANOUTS - 1})`);
   }
 
-  set(id: number, res: Resource2D, r: Rect): void {
+  /** What scanout id shows (null: disabled). */
+  shown(id: number): ScanoutSource | null {
+    return this.outs[id]?.resource ?? null;
+  }
+
+  set(id: number, res: ScanoutSource, r: Rect): void {
     Scanouts.checkId(id);
     if (r.width === 0 || r.height === 0) throw new GpuError('param', `empty scanout rect ${r.width}x${r.height}`);
     checkRectInside('scanout', r, res.width, res.height);
     const s = this.outs[id];
-    if (s.resource && s.resource !== res) s.resource.scanoutMask &= ~(1 << id);
+    const old = s.resource;
     const sizeChanged = s.resource === null || s.width !== r.width || s.height !== r.height;
     const changed = sizeChanged || s.resource !== res || s.x !== r.x || s.y !== r.y;
     Object.assign(s, { resource: res, x: r.x, y: r.y, width: r.width, height: r.height });
     res.scanoutMask |= 1 << id;
+    if (old && old !== res) this.hide(id, old);
     if (sizeChanged) this.display.scanout(id, r.width, r.height);
     // Like QEMU's in-process device, a newly shown resource is visible at once, not after the next flush.
     if (changed) this.flushOne(id, res, r);
@@ -53,19 +71,26 @@ export class Scanouts {
   disable(id: number): void {
     Scanouts.checkId(id);
     const s = this.outs[id];
-    if (s.resource) s.resource.scanoutMask &= ~(1 << id);
-    const wasOn = s.resource !== null;
+    const old = s.resource;
     Object.assign(s, { resource: null, x: 0, y: 0, width: 0, height: 0 });
-    if (wasOn) this.display.scanout(id, 0, 0);
+    if (old) {
+      this.hide(id, old);
+      this.display.scanout(id, 0, 0);
+    }
+  }
+
+  private hide(id: number, src: ScanoutSource): void {
+    src.scanoutMask &= ~(1 << id);
+    if (src.scanoutMask === 0) this.onUnshown(src);
   }
 
   /** Disable every scanout showing res (before it is destroyed). */
-  detachResource(res: Resource2D): void {
+  detachResource(res: ScanoutSource): void {
     for (let id = 0; id < MAX_SCANOUTS; id++) if (res.scanoutMask & (1 << id)) this.disable(id);
   }
 
   /** Send rect r of res to every scanout showing it. */
-  flush(res: Resource2D, r: Rect): void {
+  flush(res: ScanoutSource, r: Rect): void {
     if (res.scanoutMask === 0) return;
     for (let id = 0; id < MAX_SCANOUTS; id++) {
       if (res.scanoutMask & (1 << id)) this.flushOne(id, res, r);
@@ -79,7 +104,7 @@ export class Scanouts {
   }
 
   /** Send the part of rect r (resource coordinates) that scanout id shows. */
-  private flushOne(id: number, res: Resource2D, r: Rect): void {
+  private flushOne(id: number, res: ScanoutSource, r: Rect): void {
     const s = this.outs[id];
     const x0 = Math.max(r.x, s.x), y0 = Math.max(r.y, s.y);
     const x1 = Math.min(r.x + r.width, s.x + s.width), y1 = Math.min(r.y + r.height, s.y + s.height);
@@ -92,8 +117,9 @@ export class Scanouts {
   reset(): void {
     for (let id = 0; id < MAX_SCANOUTS; id++) {
       const s = this.outs[id];
-      if (s.resource) s.resource.scanoutMask &= ~(1 << id);
+      const old = s.resource;
       Object.assign(s, { resource: null, x: 0, y: 0, width: 0, height: 0 });
+      if (old) this.hide(id, old);
     }
   }
 }

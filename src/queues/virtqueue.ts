@@ -19,8 +19,8 @@ export type Completer = (write: (codec: Codec) => number) => void;
 
 /** Chains processed per turn of the event loop. */
 const BATCH_BUDGET = 1024;
-/** Deferred responses are headers only. */
-const DEFERRED_RESP_MAX = 24;
+/** Deferred responses are headers, or headers and a map_info (OK_MAP_INFO). */
+const DEFERRED_RESP_MAX = 32;
 
 export interface QueueHandler {
   /** Whether chains on this queue carry a response (control queue) or not (cursor queue). */

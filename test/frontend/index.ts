@@ -31,6 +31,7 @@ export * from './gpu-submit.js';
 export * from './gpu-batch.js';
 export * from './gpu-driver-2d.js';
 export * from './gpu-driver.js';
+export * from './gpu-blob.js';
 export * from './backend-process.js';
 export * from './connection-cycles.js';
 export { SocketChannel } from './socket-channel.js';

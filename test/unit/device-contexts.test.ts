@@ -8,7 +8,7 @@ import { GpuDevice } from '../../src/device/gpu-device.js';
 import { Cmd, Resp, GpuFeature, FLAG_FENCE, FLAG_INFO_RING_IDX } from '../../src/device/protocol.js';
 import { Format } from '../../src/device/formats.js';
 import { WorkerContexts } from '../../src/renderers/worker-context/host.js';
-import { MockRam, MockRing, request } from './mock-ring.js';
+import { MockRam, MockRing, request, submitAndWait } from './mock-ring.js';
 import { PROBE } from './probe-context.js';
 
 const PROBE_CAPSET = 5;
@@ -46,22 +46,9 @@ describe('device: worker contexts', () => {
   });
 
   /** Queue one command; resolves with the response type once its chain is used. */
-  function send(req: Uint8Array): Promise<number> {
-    const r = ram.alloc(req.length, 8), w = ram.alloc(64, 8);
-    ram.write(r, req);
-    const head = (next++ * 2) % ring.size;
-    ring.addChain([{ addr: r, len: req.length }, { addr: w, len: 64, write: true }], head);
-    q.process();
-    return new Promise((resolve, reject) => {
-      const t0 = Date.now();
-      const poll = () => {
-        const n = ring.usedIdx();
-        for (let i = 0; i < n; i++) if (ring.usedElem(i).id === head && ring.ram.u32(w) !== 0) return resolve(ring.ram.u32(w));
-        if (Date.now() - t0 > 5000) return reject(new Error(`no answer to 0x${new DataView(req.buffer).getUint32(0, true).toString(16)}`));
-        setTimeout(poll, 2);
-      };
-      poll();
-    });
+  async function send(req: Uint8Array): Promise<number> {
+    const resp = await submitAndWait(ring, q, req, (next++ * 2) % ring.size);
+    return new DataView(resp.buffer, resp.byteOffset).getUint32(0, true);
   }
   const pending = async (p: Promise<number>) => Promise.race([p, new Promise<string>((r) => setTimeout(() => r('pending'), 150))]);
 

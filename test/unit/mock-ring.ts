@@ -165,3 +165,28 @@ export function request(type: number, words: number[] = [], opts: { flags?: numb
   words.forEach((w, i) => v.setUint32(24 + i * 4, w >>> 0, true));
   return b;
 }
+
+/**
+ * Queue one control command on `ring` (head `head`, a 64-byte response buffer), let `q` process it
+ * and resolve with the response bytes once the device used the chain (it may answer later).
+ */
+export function submitAndWait(ring: MockRing, q: { process(): void }, req: Uint8Array, head: number): Promise<Uint8Array> {
+  const ram = ring.ram;
+  const r = ram.alloc(req.length, 8), w = ram.alloc(64, 8);
+  ram.write(r, req);
+  ring.addChain([{ addr: r, len: req.length }, { addr: w, len: 64, write: true }], head);
+  q.process();
+  return new Promise((resolve, reject) => {
+    const t0 = Date.now();
+    const poll = () => {
+      const n = ring.usedIdx();
+      for (let i = 0; i < n; i++) {
+        const u = ring.usedElem(i);
+        if (u.id === head && ram.u32(w) !== 0) return resolve(ram.read(w, u.len));
+      }
+      if (Date.now() - t0 > 5000) return reject(new Error(`no answer to 0x${new DataView(req.buffer, req.byteOffset).getUint32(0, true).toString(16)}`));
+      setTimeout(poll, 2);
+    };
+    poll();
+  });
+}
