@@ -35,7 +35,8 @@ const FRAME_BYTES = FRAME_W * FRAME_H * 4;
 const FRAMES_IN_FLIGHT = 4;
 const REGION_SIZE = 32;
 
-function header(request: number, flags: number, size: number): Uint8Array {
+/** A vhost-user header as it goes on the wire (for messages built or cut by hand). */
+export function rawHeader(request: number, flags: number, size: number): Uint8Array {
   const b = new Uint8Array(12);
   const v = new DataView(b.buffer);
   v.setUint32(0, request, true);
@@ -58,7 +59,7 @@ function sendHalfMemTable(fd: number): void {
     v.setUint32(0, 1, true);
     v.setBigUint64(8, 0x1_0000_0000n, true);
     v.setBigUint64(16, 1n << 20n, true);
-    send(fd, header(VhostUserRequest.SET_MEM_TABLE, VHOST_USER_VERSION | VHOST_USER_FLAG_NEED_REPLY, payload.length), [mem]);
+    send(fd, rawHeader(VhostUserRequest.SET_MEM_TABLE, VHOST_USER_VERSION | VHOST_USER_FLAG_NEED_REPLY, payload.length), [mem]);
     send(fd, payload.subarray(0, 20));
   } finally {
     native().close(mem);
@@ -84,7 +85,7 @@ export async function runCycle(kind: CycleKind, socketPath: string, rng: () => n
   if (kind === 'bare' || kind === 'half-header' || kind === 'half-payload') {
     const fd = check(`connect ${socketPath}`, native().connectUnix(socketPath));
     try {
-      if (kind === 'half-header') send(fd, header(VhostUserRequest.GET_FEATURES, VHOST_USER_VERSION, 0).subarray(0, 6));
+      if (kind === 'half-header') send(fd, rawHeader(VhostUserRequest.GET_FEATURES, VHOST_USER_VERSION, 0).subarray(0, 6));
       if (kind === 'half-payload') sendHalfMemTable(fd);
     } finally {
       native().close(fd);
