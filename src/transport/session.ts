@@ -38,6 +38,8 @@ class Vring {
   enabled = false;
   started = false;
   running = false;
+  /** Why the ring broke (a corrupt avail ring), until the front-end sets it up again. */
+  broken: string | null = null;
 }
 
 export class Session {
@@ -47,7 +49,6 @@ export class Session {
   private acked = 0n;
   private protocolAcked = 0n;
   private status = 0;
-  private broken = false;
   private closed = false;
   // Read state: a header, then its payload.
   private readonly hdr = new Uint8Array(HDR_SIZE);
@@ -229,12 +230,16 @@ export class Session {
       }
       case Req.SET_OWNER:
         return;
-      case Req.RESET_OWNER: // deprecated: stop the rings, keep the session
+      case Req.RESET_OWNER:
+        // Deprecated; the spec says to disable the rings only, so the device state stays. QEMU
+        // still sends it as its device reset when RESET_DEVICE was not negotiated: the rings
+        // are set up anew after it, so nothing of a broken ring is kept either.
         for (let i = 0; i < this.rings.length; i++) this.dropRing(i);
+        this.mendRings('RESET_OWNER');
         return;
       case Req.RESET_DEVICE:
         for (let i = 0; i < this.rings.length; i++) this.dropRing(i);
-        this.broken = false;
+        this.mendRings('RESET_DEVICE');
         this.status = 0;
         this.backend.reset();
         return;
@@ -260,7 +265,7 @@ export class Session {
         const r = this.ring(u32At(0));
         const num = u32At(4);
         if (num === 0 || num > MAX_QUEUE_SIZE || (num & (num - 1)) !== 0) throw new Refusal(`bad queue size ${num}`);
-        this.reconfigure(u32At(0), () => { r.num = num; });
+        this.reconfigure(u32At(0), () => { r.num = num; }, 'SET_VRING_NUM');
         return;
       }
       case Req.SET_VRING_ADDR: {
@@ -270,14 +275,14 @@ export class Session {
           r.used = u64At(16);
           r.avail = u64At(24);
           r.addrSet = true;
-        });
+        }, 'SET_VRING_ADDR');
         return;
       }
       case Req.SET_VRING_BASE: {
         const r = this.ring(u32At(0));
         const num = u32At(4);
         if (num > 0xffff) throw new Refusal(`vring base 0x${num.toString(16)} has bits above 15 (packed rings are not offered)`);
-        this.reconfigure(u32At(0), () => { r.base = num; });
+        this.reconfigure(u32At(0), () => { r.base = num; }, 'SET_VRING_BASE');
         return;
       }
       case Req.GET_VRING_BASE: {
@@ -331,10 +336,15 @@ export class Session {
         const s = u64At(0);
         if (s > 0xffn) throw new Refusal(`status 0x${s.toString(16)}`);
         this.status = Number(s);
+        // Status 0 is a device reset (QEMU sends it when it stops the device). Resources stay:
+        // a paused VM comes back with them (see GpuBackend.startQueue for a new driver).
+        if (s === 0n) this.mendRings('SET_STATUS 0');
         return;
       }
-      case Req.GET_STATUS:
-        return u64(BigInt(this.status | (this.broken ? DEVICE_NEEDS_RESET : 0)));
+      case Req.GET_STATUS: {
+        const broken = this.rings.some((r) => r.broken !== null);
+        return u64(BigInt(this.status | (broken ? DEVICE_NEEDS_RESET : 0)));
+      }
       case Req.VRING_KICK:
         throw new Refusal('in-band notifications were not offered');
     }
@@ -367,13 +377,29 @@ export class Session {
     }
   }
 
-  /** Change a ring's setup; a running ring restarts with it. */
-  private reconfigure(index: number, change: () => void): void {
+  /**
+   * Change a ring's setup; a running ring restarts with it. A broken ring set up again is
+   * mended, and runs again at its next start (SET_VRING_KICK, SET_VRING_ENABLE), not here:
+   * the rest of its new setup is still to come.
+   */
+  private reconfigure(index: number, change: () => void, what: string): void {
     const r = this.rings[index];
     const was = r.running;
     if (was) this.haltRing(index);
     change();
+    this.mendRing(index, what);
     if (was) this.maybeRun(index);
+  }
+
+  private mendRing(index: number, why: string): void {
+    const r = this.rings[index];
+    if (r.broken === null) return;
+    log.info(`vhost-user: queue ${index} set up again (${why}) after it broke (${r.broken}); it runs at its next start`);
+    r.broken = null;
+  }
+
+  private mendRings(why: string): void {
+    for (let i = 0; i < this.rings.length; i++) this.mendRing(i, why);
   }
 
   private setVringFd(request: number, value: bigint, fds: number[]): void {
@@ -432,7 +458,7 @@ export class Session {
   /** Run the ring if it is started, enabled and fully set up on a memory table. */
   private maybeRun(index: number): void {
     const r = this.rings[index];
-    if (r.running || !r.started || !r.enabled || !r.addrSet || r.num === 0 || this.memory.regionCount === 0 || this.broken) return;
+    if (r.running || r.broken !== null || !r.started || !r.enabled || !r.addrSet || r.num === 0 || this.memory.regionCount === 0) return;
     const len = (n: number) => BigInt(n);
     const desc = this.memory.userToGuest(r.desc, len(16 * r.num));
     const avail = this.memory.userToGuest(r.avail, len(6 + 2 * r.num));
@@ -477,9 +503,14 @@ export class Session {
     if (fd >= 0) native().eventfdWrite(fd, 1);
   }
 
+  /**
+   * The queue found its ring corrupt: it stays stopped (kicks are ignored, nothing is read again)
+   * until the front-end sets the ring up again or resets the device; the err eventfd tells it.
+   */
   private markBroken(index: number, reason: string): void {
-    this.broken = true;
-    log.error(`vhost-user: queue ${index} is broken (${reason}); reporting DEVICE_NEEDS_RESET`);
+    const r = this.rings[index];
+    r.broken = reason;
+    log.error(`vhost-user: queue ${index} is broken (${reason}); reporting DEVICE_NEEDS_RESET until it is set up again`);
     this.haltRing(index);
     const fd = this.rings[index].errFd;
     if (fd >= 0) native().eventfdWrite(fd, 1);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fc } from '@fast-check/vitest';
 import {
   startBackend, connectFrontend, DisplayMsg, GpuCmd, GpuResp, GpuFormat, bit,
-  writeHeader, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VhostUserRequest,
+  writeHeader, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VhostUserRequest, rawHeader,
 } from '../frontend/index.js';
 import type { BackendProcess, FrontendSession, ConnectOptions } from '../frontend/index.js';
 import { native } from '../../src/native.js';
@@ -65,15 +65,6 @@ async function startFreshRings(s: FrontendSession): Promise<void> {
 /** The daemon answers a plain command (it is alive and the control queue moves). */
 async function alive(s: FrontendSession): Promise<void> {
   expect((await s.driver.getDisplayInfo({ timeoutMs: 3000 })).type).toBe(GpuResp.OK_DISPLAY_INFO);
-}
-
-function rawHeader(request: number, flags: number, size: number): Uint8Array {
-  const b = new Uint8Array(12);
-  const v = new DataView(b.buffer);
-  v.setUint32(0, request, true);
-  v.setUint32(4, flags, true);
-  v.setUint32(8, size, true);
-  return b;
 }
 
 describe('sessions', () => {
