@@ -242,6 +242,15 @@ describe('cross-domain channel', () => {
     ['INIT twice', /INIT twice/, (g) => void g.init()],
     ['a fence on ring 2', /ring 2/, (g) => void g.fence(2)],
     ['WRITE to an unknown identifier', /1234 is no identifier/, (g) => g.write(1234, text('x'))],
+    ['READ_CREATE_EVENT of something that is no eventfd', /4321 is no identifier, not an eventfd/, (g) => g.watchEvent(4321)],
+    ['a WRITE of 3 bytes to an eventfd', /WRITE of 3 bytes to eventfd/, async (g, conn) => {
+      const ev = n.eventfd(0, true);
+      const polled = g.poll();
+      comp.send(conn, text('e'), [ev]);
+      n.close(ev);
+      const e = await polled;
+      if (e.cmd === 'receive') g.write(e.ids[0].id, text('abc'));
+    }],
     ['GET_IMAGE_REQUIREMENTS for an unknown format', /no linear layout/, (g) => void g.imageRequirements(64, 64, 0x12345678).catch(() => {})],
     ['GET_IMAGE_REQUIREMENTS for a huge image', /outside 1\.\.16384/, (g) => void g.imageRequirements(100000, 64, 0x34325258).catch(() => {})],
     ['a compositor that hangs up', /closed the connection/, (g, conn) => {
