@@ -10,7 +10,7 @@ import type { BackendProcess, FrontendSession, GpuResponse } from '../frontend/i
 import type { ScatterBuffer } from '../frontend/guest-memory.js';
 import { packagePath } from '../../src/package-path.js';
 import * as P from '../../src/renderers/cross-domain/protocol.js';
-import { command, sendCommand, type ChannelEvent, type Identifier } from './cross-domain-guest.js';
+import { command, initCommand, sendCommand, type ChannelEvent, type Identifier } from './cross-domain-guest.js';
 import { WaylandGuestClient, type Global } from './wayland-guest-client.js';
 import { Weston } from './weston.js';
 
@@ -60,11 +60,8 @@ describe('cross-domain through the daemon (test frontend)', () => {
       rings.push((r as GpuResponse & { backing: ScatterBuffer }).backing);
       await ok('CTX_ATTACH_RESOURCE', d.ctxAttach(CTX, id));
     }
-    const init = command(P.Cmd.INIT, P.INIT.BYTES);
-    init.v.setUint32(P.INIT.QUERY_RING_ID, QUERY, true);
-    init.v.setUint32(P.INIT.CHANNEL_RING_ID, CHANNEL, true);
-    init.v.setUint32(P.INIT.CHANNEL_TYPE, P.CHANNEL_TYPE_WAYLAND, true);
-    await ok('INIT', d.submit3d(CTX, init.bytes, { fence: true, ringIdx: P.QUERY_RING }));
+    const init = initCommand(QUERY, CHANNEL);
+    await ok('INIT', d.submit3d(CTX, init, { fence: true, ringIdx: P.QUERY_RING }));
 
     const channel = {
       send: (data: Uint8Array, ids: Identifier[] = []) => void d.submit3d(CTX, sendCommand(data, ids)),

@@ -12,7 +12,7 @@ import { WorkerContexts } from '../../src/renderers/worker-context/host.js';
 import { workerCapsets } from '../../src/daemon/daemon.js';
 import * as P from '../../src/renderers/cross-domain/protocol.js';
 import { MockRam, MockRing, request } from '../unit/mock-ring.js';
-import { command, sendCommand } from './cross-domain-guest.js';
+import { command, initCommand, sendCommand } from './cross-domain-guest.js';
 import { Args, EventStream, WL, concat, message } from './wayland-wire.js';
 import { WaylandGuestClient, fillPattern, patternColor, showShmBuffer, type CrossDomainChannel } from './wayland-guest-client.js';
 import { Weston, findPattern } from './weston.js';
@@ -147,11 +147,8 @@ describe('cross-domain through the device', () => {
     const query = await createBlob(QUERY, BLOB_MEM_GUEST, 0, 4096), channel = await createBlob(CHANNEL, BLOB_MEM_GUEST, 0, 4096);
     expect([query.type, channel.type]).toEqual([Resp.OK_NODATA, Resp.OK_NODATA]);
     for (const id of [QUERY, CHANNEL]) expect(await type(request(Cmd.CTX_ATTACH_RESOURCE, [id, 0], { ctx: CTX }))).toBe(Resp.OK_NODATA);
-    const init = command(P.Cmd.INIT, P.INIT.BYTES);
-    init.v.setUint32(P.INIT.QUERY_RING_ID, QUERY, true);
-    init.v.setUint32(P.INIT.CHANNEL_RING_ID, CHANNEL, true);
-    init.v.setUint32(P.INIT.CHANNEL_TYPE, P.CHANNEL_TYPE_WAYLAND, true);
-    expect(await submit(init.bytes, onRing(P.QUERY_RING))).toBe(Resp.OK_NODATA);
+    const init = initCommand(QUERY, CHANNEL);
+    expect(await submit(init, onRing(P.QUERY_RING))).toBe(Resp.OK_NODATA);
 
     const W = 64, H = 40;
     const req = command(P.Cmd.GET_IMAGE_REQUIREMENTS, P.GET_REQS.BYTES);
@@ -190,11 +187,8 @@ describe('cross-domain through the device', () => {
     expect(await type(request(Cmd.CTX_CREATE, [4, 5, 0x7373_6f72, ...new Array(15).fill(0)], { ctx: CTX }))).toBe(Resp.OK_NODATA);
     await ringResource(QUERY);
     const channelPage = await ringResource(CHANNEL);
-    const init = command(P.Cmd.INIT, P.INIT.BYTES);
-    init.v.setUint32(P.INIT.QUERY_RING_ID, QUERY, true);
-    init.v.setUint32(P.INIT.CHANNEL_RING_ID, CHANNEL, true);
-    init.v.setUint32(P.INIT.CHANNEL_TYPE, P.CHANNEL_TYPE_WAYLAND, true);
-    expect(await submit(init.bytes, onRing(P.QUERY_RING))).toBe(Resp.OK_NODATA);
+    const init = initCommand(QUERY, CHANNEL);
+    expect(await submit(init, onRing(P.QUERY_RING))).toBe(Resp.OK_NODATA);
 
     expect(await submit(sendCommand(concat([message(WL.DISPLAY, WL.display.getRegistry, [{ u: 2 }]), message(WL.DISPLAY, WL.display.sync, [{ u: 3 }])]), []))).toBe(Resp.OK_NODATA);
     const stream = new EventStream(), globals: string[] = [];

@@ -62,11 +62,7 @@ export class CrossDomainGuest {
   }
 
   async init(channelType = P.CHANNEL_TYPE_WAYLAND, query = QUERY_RES, channel = CHANNEL_RES): Promise<number> {
-    const c = command(P.Cmd.INIT, P.INIT.BYTES);
-    c.v.setUint32(P.INIT.QUERY_RING_ID, query, true);
-    c.v.setUint32(P.INIT.CHANNEL_RING_ID, channel, true);
-    c.v.setUint32(P.INIT.CHANNEL_TYPE, channelType, true);
-    this.submit(c.bytes);
+    this.submit(initCommand(query, channel, channelType));
     return this.fence(P.QUERY_RING);
   }
 
@@ -161,5 +157,13 @@ export function sendCommand(data: Uint8Array, ids: Identifier[]): Uint8Array {
     c.v.setUint32(P.SEND_RECEIVE.TYPES + 4 * i, x.type, true);
   });
   c.bytes.set(data, P.SEND_RECEIVE.BYTES);
+  return c.bytes;
+}
+
+export function initCommand(query: number, channel: number, channelType: number = P.CHANNEL_TYPE_WAYLAND): Uint8Array {
+  const c = command(P.Cmd.INIT, P.INIT.BYTES);
+  c.v.setUint32(P.INIT.QUERY_RING_ID, query, true);
+  c.v.setUint32(P.INIT.CHANNEL_RING_ID, channel, true);
+  c.v.setUint32(P.INIT.CHANNEL_TYPE, channelType, true);
   return c.bytes;
 }
