@@ -297,7 +297,7 @@ describe('cross-domain channel', () => {
     });
   }
 
-  it('refuses rings that are missing or too small at INIT', async () => {
+  it('refuses rings that are missing or too small, other channel types and a missing compositor at INIT', async () => {
     const a = new CrossDomainGuest(pool, 1, comp.path, 1024);
     void a.init();
     expect(await a.lost).toMatch(/channel ring 2 has 1024 bytes, needs 4096/);
@@ -307,6 +307,9 @@ describe('cross-domain channel', () => {
     const c = new CrossDomainGuest(pool, 3, comp.path);
     void c.init(7, QUERY_RES, CHANNEL_RES);
     expect(await c.lost).toMatch(/channel type 7/);
-    await Promise.all([a, b, c].map((g) => g.destroy()));
+    const d = new CrossDomainGuest(pool, 4, join(dir, 'no-compositor-here'));
+    void d.init();
+    expect(await d.lost).toMatch(/cannot connect to the Wayland compositor .* ENOENT/);
+    await Promise.all([a, b, c, d].map((g) => g.destroy()));
   });
 });
