@@ -16,6 +16,8 @@ export interface Options {
   gpuMode: GpuMode;
   capsets: string[];
   maxHostMemory: number;
+  /** Bytes of the host-visible shared memory region (MAP_BLOB) asked of the front-end; 0: none. */
+  hostVisibleSize: number;
   /** Contexts of every type at once (CTX_CREATE beyond is refused). */
   maxContexts: number;
   /** The Wayland compositor socket cross-domain contexts connect to ('' if none could be formed). */
@@ -39,13 +41,28 @@ const USE_EGL = 1 << 0, THREAD_SYNC = 1 << 1, USE_GLX = 1 << 2, USE_SURFACELESS 
 
 const SIZE_UNITS: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
 
-/** "1073741824", "512M", "1G", "1GiB" -> bytes; throws on anything else. */
-export function parseSize(text: string): number {
+/** "1073741824", "512M", "1G", "1GiB" -> bytes; throws on anything else, naming `option`. */
+export function parseSize(text: string, option = '--max-host-memory'): number {
   const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(text.trim());
-  if (!m) throw new Error(`--max-host-memory: cannot parse size "${text}" (e.g. 1G, 512M, 1073741824)`);
+  if (!m) throw new Error(`${option}: cannot parse size "${text}" (e.g. 1G, 512M, 1073741824)`);
   const bytes = Math.floor(Number(m[1]) * SIZE_UNITS[m[2].toLowerCase()]);
-  if (bytes < 1 << 20) throw new Error(`--max-host-memory: ${text} is below the 1 MiB minimum`);
-  if (!Number.isSafeInteger(bytes)) throw new Error(`--max-host-memory: ${text} is too large`);
+  if (bytes < 1 << 20) throw new Error(`${option}: ${text} is below the 1 MiB minimum`);
+  if (!Number.isSafeInteger(bytes)) throw new Error(`${option}: ${text} is too large`);
+  return bytes;
+}
+
+const MAX_HOST_VISIBLE = 2 ** 40;
+
+/**
+ * --host-visible-size: 0 for no region, else a power of two from 1 MiB to 1 TiB (a PCI BAR is a
+ * power of two; the guest driver places blobs in it page by page).
+ */
+export function parseHostVisibleSize(text: string): number {
+  if (/^0+\s*([kmgt]?)(?:i?b)?$/i.test(text.trim())) return 0;
+  const bytes = parseSize(text, '--host-visible-size');
+  if (bytes > MAX_HOST_VISIBLE || !Number.isInteger(Math.log2(bytes))) {
+    throw new Error(`--host-visible-size: ${text} is not a power of two from 1M to 1T (or 0 for none)`);
+  }
   return bytes;
 }
 
@@ -65,6 +82,7 @@ export function parseOptions(argv: string[], version: string): Options {
     .option('use-glx', { type: 'boolean', default: false, describe: 'virglrenderer: use GLX (X display needed)' })
     .option('render-node', { type: 'string', describe: 'virglrenderer: DRM render node (accepted; EGL picks its device)' })
     .option('max-host-memory', { type: 'string', default: '1G', describe: 'Cap on host memory for guest resources and contexts (e.g. 512M, 2G)' })
+    .option('host-visible-size', { type: 'string', default: '1G', describe: 'Size of the host-visible shared memory region for mapped blobs (power of two; 0: none; needs a front-end with SHMEM)' })
     .option('max-contexts', { type: 'number', default: 64, describe: 'Most 3D contexts at once (each cross-domain context is a thread)' })
     .option('wayland-socket', { type: 'string', describe: 'Wayland compositor socket for cross-domain (default $XDG_RUNTIME_DIR/$WAYLAND_DISPLAY)' })
     .option('log-level', { type: 'string', choices: LOG_LEVELS, default: 'info', describe: 'Log verbosity (stderr)' })
@@ -86,6 +104,7 @@ export function parseOptions(argv: string[], version: string): Options {
     gpuMode: (parsed['gpu-mode'] ?? (parsed.virgl ? 'virglrenderer' : '2d')) as GpuMode,
     capsets: parsed.capset ? String(parsed.capset).split(',').map((s) => s.trim()).filter(Boolean) : [],
     maxHostMemory: parseSize(String(parsed['max-host-memory'])),
+    hostVisibleSize: parseHostVisibleSize(String(parsed['host-visible-size'])),
     maxContexts: parsed['max-contexts'] as number,
     waylandSocket: parsed['wayland-socket'] ?? defaultWaylandSocket(process.env) ?? '',
     logLevel: parsed['log-level'] as LogLevel,

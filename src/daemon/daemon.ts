@@ -46,7 +46,9 @@ export function workerCapsets(opts: Pick<Options, 'capsets' | 'waylandSocket'>):
 export function startDaemon(opts: Options, virgl: VirglComponent | null = null): Server {
   const capsets = workerCapsets(opts);
   const workers = capsets.length > 0 ? new WorkerContexts(opts.maxContexts) : null;
-  const makeBackend = () => new GpuBackend({ maxHostMemory: opts.maxHostMemory, virgl, workerCapsets: capsets, workers, maxContexts: opts.maxContexts });
+  const makeBackend = () => new GpuBackend({
+    maxHostMemory: opts.maxHostMemory, hostVisibleSize: opts.hostVisibleSize, virgl, workerCapsets: capsets, workers, maxContexts: opts.maxContexts,
+  });
   const server = opts.fd !== undefined
     ? serveFd(opts.fd, makeBackend, () => process.exit(0))
     : listen(opts.socketPath!, makeBackend);

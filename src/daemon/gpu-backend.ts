@@ -6,9 +6,11 @@ import { log } from '../log.js';
 import { native } from '../native.js';
 import type { VhostUserBackend, RingLayout } from '../transport/backend.js';
 import type { GuestMemory } from '../transport/guest-memory.js';
+import type { SharedMemoryRegion } from '../transport/shared-memory.js';
 import { Codec } from '../queues/codec.js';
 import { VirtQueue } from '../queues/virtqueue.js';
 import { GpuDevice } from '../device/gpu-device.js';
+import { NO_HOST_VISIBLE_REGION, SHM_ID_HOST_VISIBLE } from '../device/host-visible.js';
 import type { GuestAccess } from '../device/backing.js';
 import { DisplayChannel } from '../display/display-channel.js';
 import { DisplayPort } from '../display/display-port.js';
@@ -27,6 +29,8 @@ export interface GpuBackendOptions {
   workerCapsets?: readonly OfferedCapset[];
   workers?: WorkerContexts | null;
   maxContexts?: number;
+  /** Size of the host-visible region asked of a front-end with SHMEM (0 or absent: none). */
+  hostVisibleSize?: number;
 }
 
 export class GpuBackend implements VhostUserBackend {
@@ -53,6 +57,7 @@ export class GpuBackend implements VhostUserBackend {
     this.device = new GpuDevice({
       maxHostMemory: opts.maxHostMemory, display: this.port, memory: access, virgl: opts.virgl,
       workerCapsets: opts.workerCapsets, workers: opts.workers, maxContexts: opts.maxContexts,
+      hostVisibleSize: opts.hostVisibleSize,
     });
   }
 
@@ -127,6 +132,14 @@ export class GpuBackend implements VhostUserBackend {
     channel.onDrained = (id, x, y, width, height) => this.device.refreshScanout(id, { x, y, width, height });
     this.port.attach(channel);
     channel.init().catch((e) => log.warn(`display: setup failed: ${(e as Error).message}`));
+  }
+
+  sharedMemorySizes(): readonly number[] {
+    return this.device.sharedMemorySizes();
+  }
+
+  setSharedMemory(regions: ReadonlyMap<number, SharedMemoryRegion>): void {
+    this.device.setHostVisible(regions.get(SHM_ID_HOST_VISIBLE) ?? NO_HOST_VISIBLE_REGION);
   }
 
   reset(): void {

@@ -174,8 +174,15 @@ interface Draining {
 export class HostVisibleMaps {
   private readonly live: HostMapping[] = [];
   private readonly draining = new Set<Draining>();
+  /** Set when the device left these maps behind (reset, new region): nothing more is sent. */
+  private abandoned = false;
 
   constructor(readonly region: HostVisibleRegion) {}
+
+  /** Maps still waiting for an earlier unmap are not sent any more (their fds are about to close). */
+  abandon(): void {
+    this.abandoned = true;
+  }
 
   get count(): number {
     return this.live.length;
@@ -211,6 +218,7 @@ export class HostVisibleMaps {
     const fd = blob.host!.fd;
     void Promise.all(waits).then(async (freed) => {
       if (!freed.every(Boolean)) throw new Error('an earlier mapping there could not be removed');
+      if (this.abandoned) throw new Error('the device was reset meanwhile');
       await this.region.map(offset, length, fd, 0, true);
     }).then(
       () => resolveReady(true),
@@ -276,13 +284,19 @@ export class BlobCommands {
     return this.maps.count;
   }
 
-  /** The transport's region changed (SHMEM negotiated or gone): mappings in the old one are dropped. */
+  /**
+   * The transport's region changed (SHMEM negotiated, a new back-end channel, a device reset, the
+   * session over): the front-end dropped the old region's mappings itself, so they are forgotten
+   * here, not unmapped (an unmap would name a mapping the front-end no longer has).
+   */
   setRegion(region: HostVisibleRegion): void {
-    for (const b of this.o.resources.blobs()) {
-      if (b.mapping) void this.maps.unmap(b.mapping);
-      b.mapping = null;
-    }
+    this.forgetMappings();
+    this.maps.abandon();
     this.maps = new HostVisibleMaps(region);
+  }
+
+  private forgetMappings(): void {
+    for (const b of this.o.resources.blobs()) b.mapping = null;
   }
 
   /**
@@ -537,9 +551,15 @@ export class BlobCommands {
     return DEFERRED;
   }
 
-  /** Device reset: every blob goes (mappings removed through the region, fds closed after). */
+  /**
+   * Device reset: every blob goes. The front-end removes the mappings of a reset device itself
+   * (vhost-user SHMEM), so they are forgotten rather than unmapped, and the region starts empty.
+   */
   reset(): void {
     this.generation++;
+    this.forgetMappings();
+    this.maps.abandon();
     for (const b of [...this.o.resources.blobs()]) this.unref(b);
+    this.maps = new HostVisibleMaps(this.maps.region);
   }
 }

@@ -10,7 +10,7 @@ import { VirglDevice } from '../renderers/virgl/device.js';
 import type { Renderer } from './renderer.js';
 import { ContextRegistry, type ContextResource, type OfferedCapset } from './contexts.js';
 import { AnswerOrder } from './answer-order.js';
-import { NO_HOST_VISIBLE_REGION, type HostVisibleRegion } from './host-visible.js';
+import { NO_HOST_VISIBLE_REGION, SHM_ID_HOST_VISIBLE, type HostVisibleRegion } from './host-visible.js';
 import { capsetData, capsetInfo } from './capsets.js';
 import type { WorkerContexts } from '../renderers/worker-context/host.js';
 import {
@@ -39,6 +39,8 @@ export interface GpuDeviceOptions {
   workers?: WorkerContexts | null;
   /** Most contexts at once, of every type. */
   maxContexts?: number;
+  /** Bytes of the host-visible shared memory region asked of the front-end (0: none). */
+  hostVisibleSize?: number;
 }
 
 /** Default mode reported when QEMU's display does not answer (QEMU's own xres/yres defaults). */
@@ -73,8 +75,10 @@ export class GpuDevice {
   private displayInfoCache: { pmodes: Uint8Array | null; pos: number; seen: number } | null = null;
   /** Blob resources (RESOURCE_BLOB); null in virglrenderer mode, whose resources live in the library. */
   private readonly blobs: BlobCommands | null;
+  private readonly hostVisibleSize: number;
 
   constructor(opts: GpuDeviceOptions) {
+    this.hostVisibleSize = opts.hostVisibleSize ?? 0;
     this.budget = new HostMemoryBudget(opts.maxHostMemory);
     this.resources = new ResourceTable(this.budget);
     this.display = opts.display;
@@ -119,6 +123,17 @@ export class GpuDevice {
       return { segs: res.backing ? res.backing.resolve(this.memory) : null, fd: res.host?.fd ?? -1, size: res.size };
     }
     return { segs: res.backing ? res.backing.resolve(this.memory) : null, fd: -1, size: res.backing?.length ?? 0 };
+  }
+
+  /**
+   * The device's VIRTIO shared memory regions by shm id: the host-visible one where MAP_BLOB puts
+   * blobs, when blobs can have host memory here (built-in device; virgl mode has no blob yet).
+   */
+  sharedMemorySizes(): readonly number[] {
+    if (!this.blobs || this.hostVisibleSize === 0) return [];
+    const sizes = new Array<number>(SHM_ID_HOST_VISIBLE + 1).fill(0);
+    sizes[SHM_ID_HOST_VISIBLE] = this.hostVisibleSize;
+    return sizes;
   }
 
   /** The transport negotiated shared memory (or lost it: NO_HOST_VISIBLE_REGION). */

@@ -7,6 +7,9 @@
  * Offsets and lengths are bytes inside the region; the memory is named by an fd the caller keeps
  * open (the front-end receives a dup over SCM_RIGHTS).
  */
+/** VIRTIO_GPU_SHM_ID_HOST_VISIBLE. */
+export const SHM_ID_HOST_VISIBLE = 1;
+
 export interface HostVisibleRegion {
   /** Region size in bytes; 0 when the front-end did not negotiate shared memory (no MAP_BLOB). */
   readonly size: number;

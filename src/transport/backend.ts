@@ -3,6 +3,7 @@
  * small). The session owns the socket, memory table and ring fds; the backend owns the queues.
  */
 import type { GuestMemory } from './guest-memory.js';
+import type { SharedMemoryRegion } from './shared-memory.js';
 
 /** A ring's layout in guest-physical addresses, ready for the queue layer. */
 export interface RingLayout {
@@ -36,6 +37,17 @@ export interface VhostUserBackend {
   kick(i: number): void;
   /** The display socket (GPU_SET_SOCKET); the backend owns the fd from now on. */
   setDisplaySocket(fd: number): void;
+  /**
+   * Sizes of the device's VIRTIO shared memory regions, indexed by shmid (0: no such region).
+   * With any non-zero size the session offers SHMEM (and the back-end channel it needs).
+   */
+  sharedMemorySizes(): readonly number[];
+  /**
+   * The front-end now maps into these regions for us (by shmid), or stopped doing so (an empty
+   * map: channel gone, device reset, session over). Mappings made into earlier regions are gone:
+   * the front-end removes them itself.
+   */
+  setSharedMemory(regions: ReadonlyMap<number, SharedMemoryRegion>): void;
   /** Reset device state (resources, scanouts...) but keep the session. */
   reset(): void;
   /** The session is over: release everything. */

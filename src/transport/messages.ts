@@ -34,15 +34,29 @@ export const Req = {
   REM_MEM_REG: 38,
   SET_STATUS: 39,
   GET_STATUS: 40,
+  GET_SHMEM_CONFIG: 44,
+} as const;
+
+/**
+ * Back-end requests, sent by us on the channel of SET_BACKEND_REQ_FD (the SHMEM revision of
+ * QEMU 11.1.3's docs/interop/vhost-user.rst: SHMEM_MAP carries the memfd, SHMEM_UNMAP none).
+ */
+export const BackendReq = {
+  SHMEM_MAP: 9,
+  SHMEM_UNMAP: 10,
 } as const;
 
 export const ProtocolFeature = {
   MQ: 0,
   REPLY_ACK: 3,
+  BACKEND_REQ: 5,
   CONFIG: 9,
+  BACKEND_SEND_FD: 10,
   RESET_DEVICE: 13,
   CONFIGURE_MEM_SLOTS: 15,
   STATUS: 16,
+  /** VHOST_USER_PROTOCOL_F_SHMEM: bit 22 in QEMU 11.1.3 (earlier drafts used 20 and 21). */
+  SHMEM: 22,
 } as const;
 
 /** Virtio feature bit 30: the front-end may use GET/SET_PROTOCOL_FEATURES. */
@@ -66,6 +80,15 @@ export const REGION_SIZE = 32;
 export const CONFIG_HDR = 12;
 export const VRING_NOFD = 0x100;
 export const VRING_IDX_MASK = 0xff;
+/** VIRTIO_MAX_SHMEM_REGIONS: GET_SHMEM_CONFIG answers a size for each shmid 0..255. */
+export const MAX_SHMEM_REGIONS = 256;
+/** GET_SHMEM_CONFIG reply: u32 nregions, u32 padding, u64 memory_sizes[256]. */
+export const SHMEM_CONFIG_SIZE = 8 + 8 * MAX_SHMEM_REGIONS;
+/** VhostUserMMap: u8 shmid, 7 padding, u64 fd_offset, shm_offset, len, flags. */
+export const MMAP_MSG_SIZE = 40;
+export const MMAP = { SHMID: 0, FD_OFFSET: 8, SHM_OFFSET: 16, LEN: 24, FLAGS: 32 } as const;
+/** VhostUserMMap flags bit 0: map read-write (else read-only). */
+export const MMAP_RW = 1;
 
 /** How a request is answered: with a body always, or with a u64 status only when NEED_REPLY asks. */
 export type ReplyKind = 'body' | 'ack';
@@ -98,6 +121,7 @@ export const SPECS: ReadonlyMap<number, RequestSpec> = new Map<number, RequestSp
   [Req.GET_PROTOCOL_FEATURES, { name: 'GET_PROTOCOL_FEATURES', size: 0, fds: 0, reply: 'body' }],
   [Req.SET_PROTOCOL_FEATURES, { name: 'SET_PROTOCOL_FEATURES', size: u64, fds: 0, reply: 'ack' }],
   [Req.GET_QUEUE_NUM, { name: 'GET_QUEUE_NUM', size: 0, fds: 0, reply: 'body' }],
+  [Req.SET_BACKEND_REQ_FD, { name: 'SET_BACKEND_REQ_FD', size: 0, fds: 1, reply: 'ack' }],
   [Req.SET_VRING_ENABLE, { name: 'SET_VRING_ENABLE', size: state, fds: 0, reply: 'ack' }],
   [Req.GET_CONFIG, { name: 'GET_CONFIG', size: [CONFIG_HDR + 1, CONFIG_HDR + 256], fds: 0, reply: 'body' }],
   [Req.SET_CONFIG, { name: 'SET_CONFIG', size: [CONFIG_HDR + 1, CONFIG_HDR + 256], fds: 0, reply: 'ack' }],
@@ -109,6 +133,7 @@ export const SPECS: ReadonlyMap<number, RequestSpec> = new Map<number, RequestSp
   [Req.REM_MEM_REG, { name: 'REM_MEM_REG', size: 8 + REGION_SIZE, fds: 1, reply: 'ack' }],
   [Req.SET_STATUS, { name: 'SET_STATUS', size: u64, fds: 0, reply: 'ack' }],
   [Req.GET_STATUS, { name: 'GET_STATUS', size: 0, fds: 0, reply: 'body' }],
+  [Req.GET_SHMEM_CONFIG, { name: 'GET_SHMEM_CONFIG', size: 0, fds: 0, reply: 'body' }],
 ]);
 
 /** Why a request cannot be handled as sent, or null if its payload size and fd count fit its row. */

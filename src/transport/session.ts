@@ -8,10 +8,12 @@ import { native, watchFd, NativeError, type FdWatcher } from '../native.js';
 import { log } from '../log.js';
 import { GuestMemory, GuestMemoryError, type RegionDesc } from './guest-memory.js';
 import type { VhostUserBackend } from './backend.js';
+import { BackendChannel } from './backend-channel.js';
+import { SharedMemoryRegion } from './shared-memory.js';
 import {
   Req, SPECS, checkRequest, ProtocolFeature, HDR_SIZE, VERSION, FLAG_REPLY, FLAG_NEED_REPLY, MAX_PAYLOAD, MAX_FDS,
   MAX_MEM_SLOTS, REGION_SIZE, CONFIG_HDR, VRING_NOFD, VRING_IDX_MASK, F_PROTOCOL_FEATURES, F_INDIRECT_DESC,
-  F_EVENT_IDX, F_VERSION_1, type RequestSpec,
+  F_EVENT_IDX, F_VERSION_1, MAX_SHMEM_REGIONS, SHMEM_CONFIG_SIZE, type RequestSpec,
 } from './messages.js';
 
 const bit = (n: number) => 1n << BigInt(n);
@@ -50,6 +52,8 @@ export class Session {
   private protocolAcked = 0n;
   private status = 0;
   private closed = false;
+  /** The back-end request channel (SET_BACKEND_REQ_FD), or null. */
+  private channel: BackendChannel | null = null;
   // Read state: a header, then its payload.
   private readonly hdr = new Uint8Array(HDR_SIZE);
   private hdrLen = 0;
@@ -69,9 +73,13 @@ export class Session {
     return backend.deviceFeatures() | bit(F_VERSION_1) | bit(F_INDIRECT_DESC) | bit(F_EVENT_IDX) | bit(F_PROTOCOL_FEATURES);
   }
 
-  static offeredProtocolFeatures(): bigint {
+  static offeredProtocolFeatures(backend: VhostUserBackend): bigint {
     const p = ProtocolFeature;
-    return bit(p.MQ) | bit(p.REPLY_ACK) | bit(p.CONFIG) | bit(p.RESET_DEVICE) | bit(p.CONFIGURE_MEM_SLOTS) | bit(p.STATUS);
+    const base = bit(p.MQ) | bit(p.REPLY_ACK) | bit(p.CONFIG) | bit(p.RESET_DEVICE) | bit(p.CONFIGURE_MEM_SLOTS) | bit(p.STATUS);
+    // Shared memory needs the back-end channel (SHMEM_MAP) with fds on it (the memfds).
+    const shmem = backend.sharedMemorySizes().some((s) => s > 0)
+      ? bit(p.BACKEND_REQ) | bit(p.BACKEND_SEND_FD) | bit(p.SHMEM) : 0n;
+    return base | shmem;
   }
 
   close(why: string): void {
@@ -80,6 +88,9 @@ export class Session {
     log.info(`vhost-user: session ended (${why})`);
     this.watcher.close();
     native().close(this.fd);
+    this.channel?.close('session ended');
+    this.channel = null;
+    this.backend.setSharedMemory(new Map());
     for (let i = 0; i < this.rings.length; i++) this.dropRing(i);
     this.closeFds();
     this.backend.close();
@@ -220,14 +231,29 @@ export class Session {
         return;
       }
       case Req.GET_PROTOCOL_FEATURES:
-        return u64(Session.offeredProtocolFeatures());
+        return u64(Session.offeredProtocolFeatures(this.backend));
       case Req.SET_PROTOCOL_FEATURES: {
         const f = u64At(0);
-        const extra = f & ~Session.offeredProtocolFeatures();
+        const extra = f & ~Session.offeredProtocolFeatures(this.backend);
         if (extra) throw new Refusal(`protocol features 0x${extra.toString(16)} were not offered`);
         this.protocolAcked = f;
+        this.updateSharedMemory();
         return;
       }
+      case Req.SET_BACKEND_REQ_FD: {
+        if (!this.protocolHas(ProtocolFeature.BACKEND_REQ)) throw new Refusal('BACKEND_REQ was not negotiated');
+        if (fds.length !== 1) throw new Refusal('SET_BACKEND_REQ_FD needs one fd');
+        this.channel?.close('replaced by a new back-end channel');
+        this.channel = null;
+        const fd = fds[0];
+        fds[0] = -1;
+        this.channel = new BackendChannel(fd, this.protocolHas(ProtocolFeature.REPLY_ACK));
+        this.updateSharedMemory();
+        return;
+      }
+      case Req.GET_SHMEM_CONFIG:
+        if (!this.protocolHas(ProtocolFeature.SHMEM)) throw new Refusal('SHMEM was not negotiated');
+        return shmemConfig(this.backend.sharedMemorySizes());
       case Req.SET_OWNER:
         return;
       case Req.RESET_OWNER:
@@ -242,6 +268,8 @@ export class Session {
         this.mendRings('RESET_DEVICE');
         this.status = 0;
         this.backend.reset();
+        // The front-end removed every mapping of the reset device: the regions start empty.
+        this.updateSharedMemory();
         return;
       case Req.GET_QUEUE_NUM:
         return u64(BigInt(this.rings.length));
@@ -349,6 +377,25 @@ export class Session {
         throw new Refusal('in-band notifications were not offered');
     }
     throw new Refusal(`${spec.name} is not supported`);
+  }
+
+  private protocolHas(feature: number): boolean {
+    return (this.protocolAcked & bit(feature)) !== 0n;
+  }
+
+  /**
+   * Tell the backend which shared memory regions the front-end maps into now: those of
+   * sharedMemorySizes() once SHMEM is negotiated and a back-end channel is set, else none.
+   */
+  private updateSharedMemory(): void {
+    const regions = new Map<number, SharedMemoryRegion>();
+    const channel = this.channel;
+    if (channel && this.protocolHas(ProtocolFeature.SHMEM) && this.protocolHas(ProtocolFeature.BACKEND_SEND_FD)) {
+      this.backend.sharedMemorySizes().forEach((size, shmid) => {
+        if (size > 0) regions.set(shmid, new SharedMemoryRegion(channel, shmid, size));
+      });
+    }
+    this.backend.setSharedMemory(regions);
   }
 
   private setMemTable(p: DataView, fds: number[]): void {
@@ -530,6 +577,23 @@ function u64(v: bigint): Uint8Array {
   const b = new Uint8Array(8);
   new DataView(b.buffer).setBigUint64(0, v, true);
   return b;
+}
+
+/**
+ * GET_SHMEM_CONFIG reply: nregions, then a size per shmid. QEMU reads the sizes of shmids below
+ * nregions only, so nregions is the highest shmid in use plus one (zero sizes are no region).
+ */
+function shmemConfig(sizes: readonly number[]): Uint8Array {
+  const body = new Uint8Array(SHMEM_CONFIG_SIZE);
+  const v = new DataView(body.buffer);
+  let count = 0;
+  sizes.slice(0, MAX_SHMEM_REGIONS).forEach((size, shmid) => {
+    if (size <= 0) return;
+    v.setBigUint64(8 + 8 * shmid, BigInt(size), true);
+    count = shmid + 1;
+  });
+  v.setUint32(0, count, true);
+  return body;
 }
 
 function region(p: DataView, at: number): RegionDesc {

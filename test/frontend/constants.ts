@@ -10,8 +10,14 @@ export const VhostUserRequest = {
   GET_CONFIG: 24, SET_CONFIG: 25, GET_INFLIGHT_FD: 31, SET_INFLIGHT_FD: 32, GPU_SET_SOCKET: 33,
   RESET_DEVICE: 34, VRING_KICK: 35, GET_MAX_MEM_SLOTS: 36, ADD_MEM_REG: 37, REM_MEM_REG: 38,
   SET_STATUS: 39, GET_STATUS: 40, GET_SHARED_OBJECT: 41, SET_DEVICE_STATE_FD: 42,
-  CHECK_DEVICE_STATE: 43,
+  CHECK_DEVICE_STATE: 43, GET_SHMEM_CONFIG: 44,
 } as const;
+
+/** vhost-user back-end → front-end request ids on the SET_BACKEND_REQ_FD channel (QEMU 11.1.3). */
+export const BackendRequest = { SHMEM_MAP: 9, SHMEM_UNMAP: 10 } as const;
+/** GET_SHMEM_CONFIG's table size (VIRTIO_MAX_SHMEM_REGIONS) and VhostUserMMap's size. */
+export const SHMEM_MAX_REGIONS = 256;
+export const SHMEM_MMAP_SIZE = 40;
 
 export const VHOST_USER_VERSION = 0x1;
 export const VHOST_USER_FLAG_REPLY = 0x4;
@@ -25,6 +31,8 @@ export const ProtocolFeature = {
   CRYPTO_SESSION: 7, PAGEFAULT: 8, CONFIG: 9, BACKEND_SEND_FD: 10, HOST_NOTIFIER: 11,
   INFLIGHT_SHMFD: 12, RESET_DEVICE: 13, INBAND_NOTIFICATIONS: 14, CONFIGURE_MEM_SLOTS: 15,
   STATUS: 16, XEN_MMAP: 17, SHARED_OBJECT: 18, DEVICE_STATE: 19,
+  /** QEMU 11.1.3's bit (the drafts in protocols.md §2.7 had 20 or 21). */
+  SHMEM: 22,
 } as const;
 
 /** virtio feature bit numbers: GPU device bits (§4.1) and transport bits (§1.1, §2.3). */

@@ -34,6 +34,7 @@ export * from './gpu-driver.js';
 export * from './gpu-blob.js';
 export * from './backend-process.js';
 export * from './connection-cycles.js';
+export * from './shared-memory.js';
 export { SocketChannel } from './socket-channel.js';
 
 export interface ConnectOptions extends Omit<StartOptions, 'ram' | 'queues' | 'displayFd'> {

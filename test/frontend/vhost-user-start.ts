@@ -28,6 +28,11 @@ export interface StartOptions {
   memTable?: 'set' | 'add';
   /** Ack BACKEND_REQ and hand over a back-end request channel. */
   backendReq?: boolean;
+  /**
+   * Play QEMU 11.1's vhost-user-test-device-pci: ack SHMEM with BACKEND_REQ and BACKEND_SEND_FD,
+   * hand over the back-end channel and ask GET_SHMEM_CONFIG after SET_OWNER.
+   */
+  shmem?: boolean;
   /** Send SET_VRING_ERR with each queue's err eventfd. */
   vringErr?: boolean;
 }
@@ -72,7 +77,8 @@ export async function startSequence(fe: VhostUserFrontend, o: StartOptions): Pro
   if (offered & bit(VirtioFeature.PROTOCOL_FEATURES)) {
     offeredProto = await fe.getProtocolFeatures();
     let want = o.protocolFeatures ?? DEFAULT_PROTOCOL_FEATURES;
-    if (o.backendReq) want |= bit(ProtocolFeature.BACKEND_REQ);
+    if (o.backendReq || o.shmem) want |= bit(ProtocolFeature.BACKEND_REQ);
+    if (o.shmem) want |= bit(ProtocolFeature.BACKEND_SEND_FD) | bit(ProtocolFeature.SHMEM);
     proto = offeredProto & want;
     await fe.setProtocolFeatures(proto);
   }
@@ -80,6 +86,7 @@ export async function startSequence(fe: VhostUserFrontend, o: StartOptions): Pro
   const maxMemSlots = fe.hasProtocolFeature(ProtocolFeature.CONFIGURE_MEM_SLOTS) ? await fe.getMaxMemSlots() : null;
   if (fe.hasProtocolFeature(ProtocolFeature.BACKEND_REQ)) await fe.setBackendReqFd();
   await fe.setOwner();
+  if (fe.hasProtocolFeature(ProtocolFeature.SHMEM)) await fe.getShmemConfig();
   const config = fe.hasProtocolFeature(ProtocolFeature.CONFIG) ? await fe.getGpuConfig() : null;
   if (o.displayFd !== null) {
     try { await fe.gpuSetSocket(o.displayFd); } finally { native().close(o.displayFd); }

@@ -9,10 +9,11 @@ import { native, check } from '../../src/native.js';
 import { SocketChannel, HEADER_SIZE } from './socket-channel.js';
 import {
   VhostUserRequest as Req, VHOST_USER_VERSION, VHOST_USER_FLAG_REPLY, VHOST_USER_FLAG_NEED_REPLY,
-  VHOST_USER_VRING_NOFD, ProtocolFeature, bit,
+  VHOST_USER_VRING_NOFD, ProtocolFeature, BackendRequest, bit,
 } from './constants.js';
 import type { DriverQueue } from './virtqueue.js';
 import { startSequence, startRings } from './vhost-user-start.js';
+import { FrontendSharedMemory, parseShmemConfig } from './shared-memory.js';
 import type { StartOptions, StartResult, RingStartOptions } from './vhost-user-start.js';
 
 export * from './vhost-user-start.js';
@@ -43,8 +44,15 @@ export class VhostUserFrontend {
   /** With REPLY_ACK negotiated, set NEED_REPLY on every request that has no reply of its own. */
   needReply = true;
   timeoutMs = 5000;
-  /** Requests the back-end sent on the SET_BACKEND_REQ_FD channel. */
+  /** Requests the back-end sent on the SET_BACKEND_REQ_FD channel (their fds closed once handled). */
   readonly backendRequests: VhostUserMessage[] = [];
+  /** The SHMEM regions and what is mapped in them (the front-end's view). */
+  readonly shmem = new FrontendSharedMemory();
+  /**
+   * How back-end requests are answered when they ask for a reply: 'answer' (as QEMU does),
+   * 'silent' (never: a hung front-end), 'garbage' (a reply to another request id).
+   */
+  backendReplies: 'answer' | 'silent' | 'garbage' = 'answer';
   readonly closed: Promise<Error | null>;
   private backendChannel: SocketChannel | null = null;
   private waiters: Waiter[] = [];
@@ -153,7 +161,19 @@ export class VhostUserFrontend {
   }
   async getQueueNum(): Promise<number> { return Number(await this.getU64(Req.GET_QUEUE_NUM)); }
   async getMaxMemSlots(): Promise<number> { return Number(await this.getU64(Req.GET_MAX_MEM_SLOTS)); }
-  async resetDevice(): Promise<void> { await this.request(Req.RESET_DEVICE, null, null, 'ack'); }
+  async resetDevice(): Promise<void> {
+    await this.request(Req.RESET_DEVICE, null, null, 'ack');
+    this.shmem.reset(); // the front-end drops every mapping of a reset device
+  }
+
+  /** GET_SHMEM_CONFIG: remembers the region sizes in `shmem` (as QEMU sizes the BAR from them). */
+  async getShmemConfig(): Promise<{ nregions: number; sizes: number[] }> {
+    const r = (await this.request(Req.GET_SHMEM_CONFIG, null, null, 'reply'))!;
+    const cfg = parseShmemConfig(r.payload);
+    // QEMU reads the sizes of shmids below nregions only.
+    this.shmem.sizes = cfg.sizes.map((size, shmid) => (shmid < cfg.nregions ? size : 0));
+    return cfg;
+  }
   async getStatus(): Promise<number> { return Number(await this.getU64(Req.GET_STATUS)); }
   async setStatus(s: number): Promise<void> { this.status = s; await this.setU64(Req.SET_STATUS, BigInt(s)); }
 
@@ -239,8 +259,14 @@ export class VhostUserFrontend {
     const pair = native().socketPair();
     if (typeof pair === 'number') { check('socketpair', pair); return; }
     const ch = new SocketChannel(pair[0], (request, flags, size, off, fds) => {
-      this.backendRequests.push({ request, flags, payload: ch.bytes.slice(off, off + size), fds: fds ?? [] });
-      if (flags & VHOST_USER_FLAG_NEED_REPLY) ch.sendMessage(request, VHOST_USER_VERSION | VHOST_USER_FLAG_REPLY, u64Bytes(0n));
+      const msg = { request, flags, payload: ch.bytes.slice(off, off + size), fds: fds ?? [] };
+      this.backendRequests.push(msg);
+      const shmem = request === BackendRequest.SHMEM_MAP || request === BackendRequest.SHMEM_UNMAP;
+      const status = shmem ? this.shmem.handle(request, msg.payload, msg.fds) : 1n;
+      for (const fd of msg.fds) native().close(fd); // a mapping keeps its own reference
+      if (!(flags & VHOST_USER_FLAG_NEED_REPLY) || this.backendReplies === 'silent') return;
+      const replyTo = this.backendReplies === 'garbage' ? request + 1000 : request;
+      ch.sendMessage(replyTo, VHOST_USER_VERSION | VHOST_USER_FLAG_REPLY, u64Bytes(status));
     });
     this.backendChannel = ch;
     try {
@@ -248,6 +274,12 @@ export class VhostUserFrontend {
     } finally {
       native().close(pair[1]);
     }
+  }
+
+  /** The front-end closes its end of the back-end channel (a crashed or misbehaving QEMU). */
+  closeBackendChannel(): void {
+    this.backendChannel?.close();
+    this.backendChannel = null;
   }
 
   // --- QEMU's bring-up (vhost-user-start.ts) ----------------------------------------------------
@@ -272,6 +304,7 @@ export class VhostUserFrontend {
   close(): void {
     this.channel.close();
     this.backendChannel?.close();
+    this.shmem.reset();
     for (const m of this.unclaimed) m.fds.forEach((fd) => native().close(fd));
     this.unclaimed = [];
   }

@@ -443,7 +443,7 @@ describe('device: blob resources', () => {
       expect(respType(await m)).toBe(Resp.OK_MAP_INFO);
     });
 
-    it('unmaps at UNREF and at reset; a map over a range still being unmapped waits for it', async () => {
+    it('unmaps at UNREF, not at reset; a map over a range still being unmapped waits for it', async () => {
       const fds = memfdCount();
       expect(await hostBlob(1, 8192)).toBe(Resp.OK_NODATA);
       expect(await hostBlob(2, 8192)).toBe(Resp.OK_NODATA);
@@ -464,11 +464,15 @@ describe('device: blob resources', () => {
       expect(memfdCount()).toBe(fds);
       expect(await hostBlob(3, 8192)).toBe(Resp.OK_NODATA);
       expect(respType(await mapBlob(3, 0))).toBe(Resp.OK_MAP_INFO);
+      // A device reset: the front-end drops the reset device's mappings itself (vhost-user
+      // SHMEM), so nothing is unmapped from here; the memory is released all the same.
+      const calls = region.calls.length;
       dev.reset();
       await new Promise((r) => setTimeout(r, 20));
-      expect(region.calls.at(-1)).toBe('unmap 0x0 0x2000');
-      expect(region.views.size).toBe(0);
+      expect(region.calls.length).toBe(calls);
       expect(dev.budget.inUse).toBe(0);
+      for (let i = 0; i < 100 && memfdCount() > fds; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(memfdCount()).toBe(fds);
     });
 
     it('a fenced MAP_BLOB answers with its fence once mapped', async () => {

@@ -24,3 +24,20 @@ describe('options: virglrenderer mode', () => {
     expect(parse('-g', 'virglrenderer', '-c', 'virgl2').capsets).toEqual(['virgl2']);
   });
 });
+
+describe('options: --host-visible-size', () => {
+  it('defaults to 1G; takes 0 for none and powers of two from 1M to 1T', () => {
+    expect(parse().hostVisibleSize).toBe(2 ** 30);
+    expect(parse('--host-visible-size', '0').hostVisibleSize).toBe(0);
+    expect(parse('--host-visible-size', '4M').hostVisibleSize).toBe(4 * 2 ** 20);
+    expect(parse('--host-visible-size', '1T').hostVisibleSize).toBe(2 ** 40);
+    expect(parse('--host-visible-size', '8589934592').hostVisibleSize).toBe(2 ** 33);
+  });
+
+  it('refuses sizes a BAR cannot have', () => {
+    expect(() => parse('--host-visible-size', '3M')).toThrow(/--host-visible-size: 3M is not a power of two/);
+    expect(() => parse('--host-visible-size', '2T')).toThrow(/power of two from 1M to 1T/);
+    expect(() => parse('--host-visible-size', '64k')).toThrow(/--host-visible-size: 64k is below the 1 MiB minimum/);
+    expect(() => parse('--host-visible-size', 'lots')).toThrow(/--host-visible-size: cannot parse/);
+  });
+});

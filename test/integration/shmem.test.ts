@@ -1,0 +1,297 @@
+/**
+ * Blob mapping through vhost-user SHMEM, with the test frontend playing QEMU 11.1's
+ * vhost-user-test-device-pci (SHMEM, BACKEND_REQ, BACKEND_SEND_FD, REPLY_ACK; GET_SHMEM_CONFIG;
+ * SHMEM_MAP / SHMEM_UNMAP answered and really mmapped) against the daemon in 2D mode with a
+ * cross-domain context making the host memory (GET_IMAGE_REQUIREMENTS, then a HOST3D blob):
+ * the mapping is visible both ways through the front-end's view of the region, bad offsets and
+ * overlaps are refused before anything is sent, a refusing or hostile front-end gets errors
+ * rather than a hang, and unref / reset leave no mapping and no memfd behind.
+ */
+import { describe, it, expect, beforeAll, afterAll, beforeEach, afterEach } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  startBackend, connectFrontend, fdTargets, GpuResp, BlobMem, BlobFlag, ProtocolFeature, BackendRequest, bit,
+} from '../frontend/index.js';
+import type { BackendProcess, FrontendSession, ScatterBuffer, AttachResponse } from '../frontend/index.js';
+import { packagePath } from '../../src/package-path.js';
+import * as P from '../../src/renderers/cross-domain/protocol.js';
+import { command, initCommand } from './cross-domain-guest.js';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+const CROSS_DOMAIN = 5;
+const CTX = 7, QUERY = 100;
+const XR24 = 0x34325258;
+const SHM_ID_HOST_VISIBLE = 1;
+
+function daemon(dir: string, extra: string[] = []): Promise<BackendProcess> {
+  return startBackend([
+    process.execPath, packagePath('bin/vhost-gpu.js'), '--socket-path={socket}',
+    '--capset', 'cross-domain', '--wayland-socket', join(dir, 'no-compositor'), ...extra,
+  ], join(dir, 'gpu.sock'));
+}
+
+async function connect(backend: BackendProcess, shmem = true): Promise<FrontendSession> {
+  return connectFrontend(backend, {
+    ram: { size: 32 * MiB },
+    shmem,
+    features: { eventIdx: true, indirect: true, virgl: true, resourceBlob: true, contextInit: true },
+  });
+}
+
+/** The guest side of a query-only cross-domain context: image requirements give host blobs. */
+class HostBlobs {
+  private query!: ScatterBuffer;
+  private fence = 1n;
+
+  constructor(private readonly s: FrontendSession) {}
+
+  async init(): Promise<void> {
+    const d = this.s.driver;
+    expect((await d.ctxCreate(CTX, { contextInit: CROSS_DOMAIN })).type).toBe(GpuResp.OK_NODATA);
+    const q = await d.createBlob({ resourceId: QUERY, blobMem: BlobMem.GUEST, blobFlags: BlobFlag.USE_MAPPABLE, size: 4096, backing: true });
+    expect(q.type).toBe(GpuResp.OK_NODATA);
+    this.query = (q as AttachResponse).backing;
+    expect((await d.ctxAttach(CTX, QUERY)).type).toBe(GpuResp.OK_NODATA);
+    expect((await d.submit3d(CTX, initCommand(QUERY, 0, 0))).type).toBe(GpuResp.OK_NODATA);
+  }
+
+  /** A MAPPABLE HOST3D blob of a width x height XR24 image; returns its size. */
+  async create(resourceId: number, width: number, height: number): Promise<number> {
+    const c = command(P.Cmd.GET_IMAGE_REQUIREMENTS, P.GET_REQS.BYTES);
+    c.v.setUint32(P.GET_REQS.WIDTH, width, true);
+    c.v.setUint32(P.GET_REQS.HEIGHT, height, true);
+    c.v.setUint32(P.GET_REQS.DRM_FORMAT, XR24, true);
+    const d = this.s.driver;
+    expect((await d.submit3d(CTX, c.bytes, { ctxId: CTX, fenceId: this.fence++, ringIdx: P.QUERY_RING })).type).toBe(GpuResp.OK_NODATA);
+    const r = this.query.read(0, P.REQS.BYTES), v = new DataView(r.buffer, r.byteOffset);
+    const size = Number(v.getBigUint64(P.REQS.SIZE, true)), blobId = v.getUint32(P.REQS.BLOB_ID, true);
+    const made = await d.createBlob({ resourceId, blobMem: BlobMem.HOST3D, blobFlags: BlobFlag.USE_MAPPABLE, size, blobId }, { ctxId: CTX });
+    expect(made.type).toBe(GpuResp.OK_NODATA);
+    return size;
+  }
+}
+
+const memfds = (pid: number) => fdTargets(pid).filter((t) => t.startsWith('/memfd:cross-domain-image')).length;
+
+describe('blob mapping through vhost-user SHMEM (the test frontend as QEMU 11.1)', () => {
+  let dir: string;
+  let backend: BackendProcess;
+  let s: FrontendSession;
+  let blobs: HostBlobs;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'vhost-gpu-shmem-'));
+    backend = await daemon(dir);
+  });
+  afterAll(async () => {
+    await backend?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  beforeEach(async () => {
+    s = await connect(backend);
+    blobs = new HostBlobs(s);
+    await blobs.init();
+  });
+  afterEach(() => s?.close());
+
+  it('negotiates SHMEM with the back-end channel and announces the 1G host-visible region as shmid 1', () => {
+    const st = s.started!;
+    for (const f of [ProtocolFeature.SHMEM, ProtocolFeature.BACKEND_REQ, ProtocolFeature.BACKEND_SEND_FD, ProtocolFeature.REPLY_ACK]) {
+      expect(st.offeredProtocolFeatures & bit(f)).not.toBe(0n);
+      expect(st.protocolFeatures & bit(f)).not.toBe(0n);
+    }
+    expect(s.frontend.shmem.sizes[SHM_ID_HOST_VISIBLE]).toBe(GiB);
+    expect(s.frontend.shmem.sizes.filter((x) => x > 0)).toHaveLength(1);
+  });
+
+  it('maps a host blob at the guest offset: the guest and the host memory see each other', async () => {
+    const size = await blobs.create(1, 64, 64);
+    const offset = 16 * MiB;
+    const r = await s.driver.mapBlob(1, offset);
+    expect(r.type).toBe(GpuResp.OK_MAP_INFO);
+    expect(r.mapInfo).toBe(P.MAP_CACHE_CACHED);
+    const shm = s.frontend.shmem;
+    expect(shm.mappings).toHaveLength(1);
+    expect(shm.mappings[0]).toMatchObject({ shmid: SHM_ID_HOST_VISIBLE, offset, length: Math.ceil(size / 4096) * 4096, writable: true, fdOffset: 0 });
+    // The guest writes through the BAR; a second mapping of the same memory (the daemon's own
+    // memfd, which a scanout or the compositor reads) sees it, and the other way round.
+    shm.write(SHM_ID_HOST_VISIBLE, offset + 100, Uint8Array.of(1, 2, 3, 4));
+    const again = await s.driver.unmapBlob(1);
+    expect(again.type).toBe(GpuResp.OK_NODATA);
+    expect(shm.mappings).toHaveLength(0);
+    expect((await s.driver.mapBlob(1, 2 * offset)).type).toBe(GpuResp.OK_MAP_INFO);
+    expect([...shm.read(SHM_ID_HOST_VISIBLE, 2 * offset + 100, 4)]).toEqual([1, 2, 3, 4]);
+    expect(shm.events.slice(-3)).toEqual([
+      `map 1 0x${offset.toString(16)}+0x${(shm.mappings[0].length).toString(16)} ok`,
+      `unmap 1 0x${offset.toString(16)}+0x${(shm.mappings[0].length).toString(16)} ok`,
+      `map 1 0x${(2 * offset).toString(16)}+0x${(shm.mappings[0].length).toString(16)} ok`,
+    ]);
+    expect((await s.driver.resourceUnref(1)).type).toBe(GpuResp.OK_NODATA);
+  });
+
+  it('refuses bad offsets, overlaps, double maps and unknown ids before asking the front-end', async () => {
+    await blobs.create(2, 64, 64); // 16 KiB
+    await blobs.create(3, 64, 64);
+    const sent = () => s.frontend.backendRequests.length;
+    const before = sent();
+    const d = s.driver;
+    expect((await d.mapBlob(2, 100)).type).toBe(GpuResp.ERR_INVALID_PARAMETER); // not page-aligned
+    expect((await d.mapBlob(2, GiB)).type).toBe(GpuResp.ERR_INVALID_PARAMETER); // past the region
+    expect((await d.mapBlob(2, GiB - 4096)).type).toBe(GpuResp.ERR_INVALID_PARAMETER); // runs past its end
+    expect((await d.mapBlob(2, 2 ** 52)).type).toBe(GpuResp.ERR_INVALID_PARAMETER); // huge
+    expect((await d.mapBlob(999, 0)).type).toBe(GpuResp.ERR_INVALID_RESOURCE_ID);
+    expect((await d.mapBlob(QUERY, 0)).type).toBe(GpuResp.ERR_INVALID_PARAMETER); // guest memory, no host memory
+    expect((await d.unmapBlob(2)).type).toBe(GpuResp.ERR_INVALID_PARAMETER); // not mapped
+    expect(sent()).toBe(before);
+    expect((await d.mapBlob(2, 0)).type).toBe(GpuResp.OK_MAP_INFO);
+    expect((await d.mapBlob(2, 1 * MiB)).type).toBe(GpuResp.ERR_INVALID_PARAMETER); // already mapped
+    expect((await d.mapBlob(3, 4096)).type).toBe(GpuResp.ERR_INVALID_PARAMETER); // overlaps blob 2
+    expect((await d.mapBlob(3, GiB - 16384)).type).toBe(GpuResp.OK_MAP_INFO); // the region's last pages
+    expect(sent()).toBe(before + 2);
+    expect(s.frontend.shmem.mappings.map((m) => m.offset).sort((a, b) => a - b)).toEqual([0, GiB - 16384]);
+    expect((await d.resourceUnref(2)).type).toBe(GpuResp.OK_NODATA);
+    expect((await d.resourceUnref(3)).type).toBe(GpuResp.OK_NODATA);
+  });
+
+  it('a front-end that refuses the map gets the command answered ERR_UNSPEC, and the blob stays unmapped', async () => {
+    await blobs.create(4, 32, 32);
+    s.frontend.shmem.refuseAll = true;
+    expect((await s.driver.mapBlob(4, 0)).type).toBe(GpuResp.ERR_UNSPEC);
+    expect(s.frontend.shmem.events.at(-1)).toMatch(/^map 1 0x0\+0x\w+ refused/);
+    s.frontend.shmem.refuseAll = false;
+    expect((await s.driver.mapBlob(4, 0)).type).toBe(GpuResp.OK_MAP_INFO); // the range was given back
+    expect(s.frontend.shmem.mappings).toHaveLength(1);
+  });
+
+  it('fenced MAP_BLOB and UNMAP_BLOB answer in order on their ring', async () => {
+    await blobs.create(5, 32, 32);
+    const d = s.driver;
+    const [m, u] = await Promise.all([
+      d.mapBlob(5, 8 * MiB, { ctxId: CTX, fenceId: 500, ringIdx: 0 }),
+      d.unmapBlob(5, { ctxId: CTX, fenceId: 501, ringIdx: 0 }),
+    ]);
+    expect([m.type, u.type]).toEqual([GpuResp.OK_MAP_INFO, GpuResp.OK_NODATA]);
+    expect(s.frontend.shmem.mappings).toHaveLength(0);
+  });
+
+  it('RESOURCE_UNREF of a mapped blob unmaps it and then frees its memfd', async () => {
+    const pid = backend.proc.pid!;
+    const base = memfds(pid);
+    await blobs.create(6, 64, 64);
+    expect((await s.driver.mapBlob(6, 0)).type).toBe(GpuResp.OK_MAP_INFO);
+    expect(memfds(pid)).toBe(base + 1);
+    expect((await s.driver.resourceUnref(6)).type).toBe(GpuResp.OK_NODATA);
+    await waitFor(() => s.frontend.shmem.mappings.length === 0 && memfds(pid) === base);
+    expect(s.frontend.shmem.events.at(-1)).toMatch(/^unmap 1 0x0\+0x\w+ ok$/);
+  });
+
+  it('RESET_DEVICE: the front-end drops the mappings itself, and no unmap follows for them', async () => {
+    await blobs.create(7, 64, 64);
+    expect((await s.driver.mapBlob(7, 0)).type).toBe(GpuResp.OK_MAP_INFO);
+    const before = s.frontend.backendRequests.length;
+    await s.frontend.resetDevice();
+    await new Promise((r) => setTimeout(r, 100));
+    // No unmap for a mapping the front-end no longer has.
+    expect(s.frontend.backendRequests.slice(before).filter((m) => m.request === BackendRequest.SHMEM_UNMAP)).toHaveLength(0);
+    expect(s.frontend.shmem.mappings).toHaveLength(0);
+  });
+});
+
+describe('SHMEM edge cases', () => {
+  let dir: string;
+  beforeAll(() => { dir = mkdtempSync(join(tmpdir(), 'vhost-gpu-shmem2-')); });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('--host-visible-size 0 offers no SHMEM; MAP_BLOB is then refused, the rest of blob works', async () => {
+    const backend = await daemon(dir, ['--host-visible-size', '0']);
+    try {
+      const s = await connect(backend);
+      try {
+        expect(s.started!.offeredProtocolFeatures & bit(ProtocolFeature.SHMEM)).toBe(0n);
+        expect(s.started!.offeredProtocolFeatures & bit(ProtocolFeature.BACKEND_REQ)).toBe(0n);
+        const b = new HostBlobs(s);
+        await b.init();
+        await b.create(1, 16, 16);
+        expect((await s.driver.mapBlob(1, 0)).type).toBe(GpuResp.ERR_UNSPEC);
+        // GET_SHMEM_CONFIG without SHMEM negotiated: refused, the session goes on.
+        await expect(s.frontend.getShmemConfig()).rejects.toThrow();
+      } finally {
+        s.close();
+      }
+    } finally {
+      await backend.stop();
+    }
+  });
+
+  it('--host-visible-size 4M announces 4 MiB; a map past it is refused', async () => {
+    const backend = await daemon(dir, ['--host-visible-size', '4M']);
+    try {
+      const s = await connect(backend);
+      try {
+        expect(s.frontend.shmem.sizes[SHM_ID_HOST_VISIBLE]).toBe(4 * MiB);
+        const b = new HostBlobs(s);
+        await b.init();
+        await b.create(1, 64, 64);
+        expect((await s.driver.mapBlob(1, 4 * MiB)).type).toBe(GpuResp.ERR_INVALID_PARAMETER);
+        expect((await s.driver.mapBlob(1, 4 * MiB - 16384)).type).toBe(GpuResp.OK_MAP_INFO);
+      } finally {
+        s.close();
+      }
+    } finally {
+      await backend.stop();
+    }
+  });
+
+  describe('a hostile front-end on the back-end channel', () => {
+    let backend: BackendProcess;
+    beforeAll(async () => { backend = await daemon(dir); });
+    afterAll(async () => { await backend?.stop(); });
+
+    async function mapWith(mode: 'garbage' | 'silent' | 'closed'): Promise<{ s: FrontendSession; first: number; later: number }> {
+      const s = await connect(backend);
+      const b = new HostBlobs(s);
+      await b.init();
+      await b.create(1, 16, 16);
+      await b.create(2, 16, 16);
+      if (mode === 'closed') s.frontend.closeBackendChannel();
+      else s.frontend.backendReplies = mode;
+      const first = (await s.driver.mapBlob(1, 0, { timeoutMs: 15000 })).type;
+      const later = (await s.driver.mapBlob(2, MiB, { timeoutMs: 15000 })).type;
+      return { s, first, later };
+    }
+
+    for (const mode of ['garbage', 'silent', 'closed'] as const) {
+      it(`${mode} replies: MAP_BLOB answered ERR_UNSPEC, later maps too, the daemon serves on`, async () => {
+        const { s, first, later } = await mapWith(mode);
+        try {
+          expect([first, later]).toEqual([GpuResp.ERR_UNSPEC, GpuResp.ERR_UNSPEC]);
+          expect((await s.driver.getDisplayInfo()).type).toBe(GpuResp.OK_DISPLAY_INFO);
+        } finally {
+          s.close();
+        }
+        // A new connection gets a working channel again.
+        const t = await connect(backend);
+        try {
+          const b = new HostBlobs(t);
+          await b.init();
+          await b.create(1, 16, 16);
+          expect((await t.driver.mapBlob(1, 0)).type).toBe(GpuResp.OK_MAP_INFO);
+        } finally {
+          t.close();
+        }
+        expect(backend.running).toBe(true);
+      }, 30_000);
+    }
+  });
+});
+
+async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
