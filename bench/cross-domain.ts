@@ -178,7 +178,7 @@ async function main(): Promise<void> {
     console.log(`| direct client, 1 connection | ${directRate.toFixed(0)} | 1.00x |`);
     for (const s of scaling) console.log(`| ${s.contexts} cross-domain context${s.contexts > 1 ? 's' : ''} | ${s.perSecond.toFixed(0)} | ${(s.perSecond / directRate).toFixed(2)}x |`);
     console.log(`\nhost3d blobs (GET_IMAGE_REQUIREMENTS + CREATE_BLOB, 256x256 XRGB): ${blobRate.toFixed(0)}/s`);
-    console.log('RESOURCE_MAP_BLOB / UNMAP_BLOB: not measured here (they go to the front-end over SHMEM, whose transport side is not in this build)');
+    console.log('RESOURCE_MAP_BLOB / UNMAP_BLOB per second: npm run bench:blob-map');
     Object.assign(figures, {
       roundTripMs: { direct: { median: med(directRtt), p99: p99(directRtt) }, context: { median: med(ctxRtt), p99: p99(ctxRtt) } },
       syncsPerSecond: { direct: directRate, scaling }, blobsPerSecond: blobRate,

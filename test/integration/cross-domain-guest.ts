@@ -67,21 +67,10 @@ export class CrossDomainGuest {
   }
 
   async imageRequirements(width: number, height: number, drmFormat: number): Promise<Requirements> {
-    const c = command(P.Cmd.GET_IMAGE_REQUIREMENTS, P.GET_REQS.BYTES);
-    c.v.setUint32(P.GET_REQS.WIDTH, width, true);
-    c.v.setUint32(P.GET_REQS.HEIGHT, height, true);
-    c.v.setUint32(P.GET_REQS.DRM_FORMAT, drmFormat, true);
-    this.submit(c.bytes);
+    this.submit(imageRequirementsCommand(width, height, drmFormat));
     const st = await this.fence(P.QUERY_RING);
     if (st !== 0) throw new Error(`GET_IMAGE_REQUIREMENTS fence: ${st}`);
-    const v = new DataView(this.rings[0].ab);
-    return {
-      strides: [0, 1, 2, 3].map((i) => v.getUint32(P.REQS.STRIDES + 4 * i, true)),
-      offsets: [0, 1, 2, 3].map((i) => v.getUint32(P.REQS.OFFSETS + 4 * i, true)),
-      size: Number(v.getBigUint64(P.REQS.SIZE, true)),
-      blobId: v.getUint32(P.REQS.BLOB_ID, true),
-      mapInfo: v.getUint32(P.REQS.MAP_INFO, true),
-    };
+    return parseRequirements(new DataView(this.rings[0].ab));
   }
 
   /** The id the host will give the next read pipe (guests predict it). */
@@ -166,4 +155,23 @@ export function initCommand(query: number, channel: number, channelType: number 
   c.v.setUint32(P.INIT.CHANNEL_RING_ID, channel, true);
   c.v.setUint32(P.INIT.CHANNEL_TYPE, channelType, true);
   return c.bytes;
+}
+
+export function imageRequirementsCommand(width: number, height: number, drmFormat: number): Uint8Array {
+  const c = command(P.Cmd.GET_IMAGE_REQUIREMENTS, P.GET_REQS.BYTES);
+  c.v.setUint32(P.GET_REQS.WIDTH, width, true);
+  c.v.setUint32(P.GET_REQS.HEIGHT, height, true);
+  c.v.setUint32(P.GET_REQS.DRM_FORMAT, drmFormat, true);
+  return c.bytes;
+}
+
+/** The answer GET_IMAGE_REQUIREMENTS wrote at the start of the query ring. */
+export function parseRequirements(v: DataView): Requirements {
+  return {
+    strides: [0, 1, 2, 3].map((i) => v.getUint32(P.REQS.STRIDES + 4 * i, true)),
+    offsets: [0, 1, 2, 3].map((i) => v.getUint32(P.REQS.OFFSETS + 4 * i, true)),
+    size: Number(v.getBigUint64(P.REQS.SIZE, true)),
+    blobId: v.getUint32(P.REQS.BLOB_ID, true),
+    mapInfo: v.getUint32(P.REQS.MAP_INFO, true),
+  };
 }

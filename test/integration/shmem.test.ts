@@ -12,18 +12,16 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  startBackend, connectFrontend, fdTargets, GpuResp, BlobMem, BlobFlag, ProtocolFeature, BackendRequest, bit,
+  startBackend, connectFrontend, fdTargets, GpuResp, ProtocolFeature, BackendRequest, bit,
 } from '../frontend/index.js';
-import type { BackendProcess, FrontendSession, ScatterBuffer, AttachResponse } from '../frontend/index.js';
+import type { BackendProcess, FrontendSession } from '../frontend/index.js';
 import { packagePath } from '../../src/package-path.js';
 import * as P from '../../src/renderers/cross-domain/protocol.js';
-import { command, initCommand } from './cross-domain-guest.js';
+import { CrossDomainHostBlobs } from './cross-domain-host-blobs.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
-const CROSS_DOMAIN = 5;
 const CTX = 7, QUERY = 100;
-const XR24 = 0x34325258;
 const SHM_ID_HOST_VISIBLE = 1;
 
 function daemon(dir: string, extra: string[] = []): Promise<BackendProcess> {
@@ -41,36 +39,9 @@ async function connect(backend: BackendProcess, shmem = true): Promise<FrontendS
   });
 }
 
-/** The guest side of a query-only cross-domain context: image requirements give host blobs. */
-class HostBlobs {
-  private query!: ScatterBuffer;
-  private fence = 1n;
-
-  constructor(private readonly s: FrontendSession) {}
-
-  async init(): Promise<void> {
-    const d = this.s.driver;
-    expect((await d.ctxCreate(CTX, { contextInit: CROSS_DOMAIN })).type).toBe(GpuResp.OK_NODATA);
-    const q = await d.createBlob({ resourceId: QUERY, blobMem: BlobMem.GUEST, blobFlags: BlobFlag.USE_MAPPABLE, size: 4096, backing: true });
-    expect(q.type).toBe(GpuResp.OK_NODATA);
-    this.query = (q as AttachResponse).backing;
-    expect((await d.ctxAttach(CTX, QUERY)).type).toBe(GpuResp.OK_NODATA);
-    expect((await d.submit3d(CTX, initCommand(QUERY, 0, 0))).type).toBe(GpuResp.OK_NODATA);
-  }
-
-  /** A MAPPABLE HOST3D blob of a width x height XR24 image; returns its size. */
-  async create(resourceId: number, width: number, height: number): Promise<number> {
-    const c = command(P.Cmd.GET_IMAGE_REQUIREMENTS, P.GET_REQS.BYTES);
-    c.v.setUint32(P.GET_REQS.WIDTH, width, true);
-    c.v.setUint32(P.GET_REQS.HEIGHT, height, true);
-    c.v.setUint32(P.GET_REQS.DRM_FORMAT, XR24, true);
-    const d = this.s.driver;
-    expect((await d.submit3d(CTX, c.bytes, { ctxId: CTX, fenceId: this.fence++, ringIdx: P.QUERY_RING })).type).toBe(GpuResp.OK_NODATA);
-    const r = this.query.read(0, P.REQS.BYTES), v = new DataView(r.buffer, r.byteOffset);
-    const size = Number(v.getBigUint64(P.REQS.SIZE, true)), blobId = v.getUint32(P.REQS.BLOB_ID, true);
-    const made = await d.createBlob({ resourceId, blobMem: BlobMem.HOST3D, blobFlags: BlobFlag.USE_MAPPABLE, size, blobId }, { ctxId: CTX });
-    expect(made.type).toBe(GpuResp.OK_NODATA);
-    return size;
+class HostBlobs extends CrossDomainHostBlobs {
+  constructor(s: FrontendSession) {
+    super(s, CTX, QUERY);
   }
 }
 
