@@ -99,8 +99,8 @@ export class VirglDevice implements Renderer {
 
   /**
    * Execute a command in virgl mode. Returns the response length, a promise of it (flushes wait
-   * for their readback), DEFERRED (fenced: answered when its fence signals), or null when the
-   * command is not a renderer command (the caller handles it).
+   * for their readback), DEFERRED (answered when the library's result is known, or when its fence
+   * signals), or null when the command is not a renderer command (the caller handles it).
    */
   execute(codec: Codec, type: number, queue: VirtQueue, contextInit: boolean): number | Promise<number> | null {
     try {
