@@ -102,7 +102,52 @@ describe('failures', () => {
     ]);
   });
 
+  it('result(tag) is what virglrenderer returned for that command, chunked or not', async () => {
+    await open!.close();
+    const c = (open = await VirglComponent.start({ capsets: ['virgl'], commandRingBytes: 1024 }));
+    const results = [
+      c.result(c.createResource(tex2d(0, 4, 4))), // id 0
+      c.result(c.createContext(1, 0, 'results')),
+      c.result(c.createResource(tex2d(10, 4, 4))),
+      c.result(c.attachResource(1, 10)),
+      c.result(c.submit(1, new Uint8Array(4000))), // NOPs, in chunks
+      c.result(c.transferRead(10, 1, 0, 0, 0, [0, 0, 0, 1, 1, 1], 0)), // no backing
+    ];
+    const { m } = backing(64);
+    const segs = new Float64Array(2 * 40).map((_, i) => (i % 2 ? 1 : Number(m.addr) + i / 2)); // 40 one-byte segments, in chunks
+    results.push(c.result(c.attachBacking(10, segs)));
+    results.push(c.result(c.attachBacking(10, segs))); // already attached
+    expect(await Promise.all(results)).toEqual([EINVAL, 0, 0, 0, 0, EINVAL, 0, -16]);
+    await c.close();
+    expect(await c.result(c.unrefResource(10))).toBe(ENODEV); // tag 0: not sent
+    n.unmap(m.addr);
+    open = null;
+  });
+
+  it('a chunked stream refused half way is dropped whole: its tail never runs as a stream of its own', async () => {
+    const c = (open = await VirglComponent.start({ capsets: ['virgl'] }));
+    c.createContext(1, 0, 'tail');
+    c.createResource(tex2d(10, 4, 4));
+    c.attachResource(1, 10);
+    c.submit(1, clear(10, [0, 1, 0, 1]));
+    // NOPs past the worker's 64 MiB limit, then a clear to red in the last chunk.
+    const red = clear(10, [1, 0, 0, 1]);
+    const length = (64 << 20) + (1 << 20) + red.length;
+    const tag = c.submitWith(1, length, (dst, dstOff, srcOff, len) => {
+      dst.fill(0, dstOff, dstOff + len);
+      const from = Math.max(srcOff, length - red.length);
+      if (from < srcOff + len) dst.set(red.subarray(from - (length - red.length)), dstOff + from - srcOff);
+    });
+    expect(await c.result(tag)).toBe(EINVAL);
+    expect(await c.readback(10, { x: 0, y: 0, width: 1, height: 1 }, false, { offset: 0, stride: 4 })).toBe(0);
+    expect([...new Uint8Array(c.readbackBuffer, 0, 4)]).toEqual(BGRA(0, 1, 0));
+    expect(await c.result(c.submit(1, red))).toBe(0);
+    await c.close();
+    open = null;
+  });
+
   it('cancels fences of a context destroyed before they signal', async () => {
+    open = await VirglComponent.start({ capsets: ['virgl'] });
     const c = open!;
     c.createContext(5, 0, 'doomed');
     const f = c.fence(5);
@@ -119,9 +164,11 @@ describe('failures', () => {
     expect(await c.fence(1)).toBe(0);
     const pending = c.readback(4242, { x: 0, y: 0, width: 1, height: 1 }, false, { offset: 0, stride: 4 });
     const fence = c.fence(1);
+    const result = c.result(c.submit(1, clear(1, [0, 0, 0, 1])));
     await (c as unknown as { pool: { threads: { terminate(): Promise<number> }[] } }).pool.threads[0].terminate();
     expect([EINVAL, ENODEV]).toContain(await pending);
     expect([0, ENODEV]).toContain(await fence);
+    expect([0, EINVAL, ENODEV]).toContain(await result);
     for (let i = 0; i < 100 && !c.lost; i++) await new Promise((r) => setTimeout(r, 10));
     expect(c.lost).toBe(true);
     expect(lost.length).toBe(1);

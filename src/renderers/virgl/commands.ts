@@ -8,7 +8,7 @@
  * tells the caller how much is waiting, if it wants to stop reading its virtqueue).
  *
  * Each enqueue method returns the command's tag (as reported to onError), or 0 if nothing was
- * sent because the component is closed or lost.
+ * sent because the component is closed or lost; `result(tag)` tells what virglrenderer returned.
  */
 import type { NativeAddon } from '../../native.js';
 import { FenceTimelines } from './fences.js';
@@ -24,6 +24,8 @@ export interface ReadbackTarget { readonly offset: number; readonly stride: numb
 export abstract class VirglCommands {
   protected readonly fences = new FenceTimelines();
   protected readonly readbacks = new Map<number, (status: number) => void>();
+  /** Commands whose RESULT someone waits for, by tag. */
+  protected readonly results = new Map<number, (status: number) => void>();
   private doorbellPending = false;
   private tag = 0;
 
@@ -172,6 +174,16 @@ export abstract class VirglCommands {
     this.put(at + P.FENCE.SEQ_HI, P.seqHi(seq));
     this.end();
     return done;
+  }
+
+  /**
+   * What virglrenderer returned for the command with this tag (from an enqueue method, this
+   * event-loop turn): 0 or -errno; -ENODEV for tag 0 or when the worker is lost or closed first.
+   * FENCE and READBACK have their own results.
+   */
+  result(tag: number): Promise<number> {
+    if (tag === 0 || !this.accepting) return Promise.resolve(ENODEV);
+    return new Promise((resolve) => this.results.set(tag, resolve));
   }
 
   /**

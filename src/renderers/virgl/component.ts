@@ -239,6 +239,8 @@ export class VirglComponent extends VirglCommands {
     this.fences.settleAll(status);
     for (const r of this.readbacks.values()) r(status);
     this.readbacks.clear();
+    for (const r of this.results.values()) r(status);
+    this.results.clear();
   }
 
   private onCompletions(): void {
@@ -292,6 +294,16 @@ export class VirglComponent extends VirglCommands {
         const r = this.readbacks.get(tag);
         this.readbacks.delete(tag);
         r?.(v.getInt32(at + P.READBACK_DONE.STATUS, true));
+        break;
+      }
+      case P.Cpl.RESULT: {
+        const status = v.getInt32(at + P.RESULT.STATUS, true);
+        const r = this.results.get(tag);
+        this.results.delete(tag);
+        r?.(status);
+        if (status < 0) {
+          this.reportError({ op: P.cmdName(u32(P.RESULT.FAILED_OP)), tag, status, ctxId: u32(P.RESULT.A), resId: u32(P.RESULT.B) });
+        }
         break;
       }
       case P.Cpl.ERROR:

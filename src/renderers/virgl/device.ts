@@ -1,9 +1,10 @@
 /**
  * The virglrenderer side of the device (--gpu-mode virglrenderer): every resource is a virgl
  * resource and every context a virgl context, owned by the VirglComponent's worker. All ids are
- * validated here on the coordinator, so nothing the guest names reaches the worker unchecked.
- * Fenced commands are answered when the component's fence for their timeline signals (the queue
- * goes on meanwhile); unfenced 3D commands are answered at once, as QEMU does.
+ * validated here on the coordinator, so nothing the guest names reaches the worker unchecked, and
+ * so are transfers (against the resource and its backing, as virglrenderer checks them). What only
+ * virglrenderer can refuse is answered with its result: an unfenced command when the worker has
+ * run it, a fenced one when its fence signals (the queue goes on meanwhile in both cases).
  */
 import type { Renderer } from '../../device/renderer.js';
 import type { ContextResource } from '../../device/contexts.js';
@@ -21,14 +22,18 @@ import type { HostMemoryBudget } from '../../device/resources.js';
 import { MAX_DIMENSION } from '../../device/resources.js';
 import { VirglScanouts, type VirglResource } from './scanouts.js';
 import type { DisplaySink } from '../../device/display-sink.js';
-import { checkRectInside } from '../../device/scanouts.js';
+import { formatBlock, isVirglFormat } from './formats.js';
 
 /** Largest SUBMIT_3D command stream accepted. */
 export const MAX_SUBMIT_BYTES = 4 << 20;
 const MAX_BACKING_ENTRIES = 16384;
 const RESOURCE_OVERHEAD = 512;
 const PIPE_TEXTURE_2D = 2;
+const PIPE_TEXTURE_3D = 3;
 const PIPE_MAX_TARGET = 8; // PIPE_BUFFER 0 .. PIPE_TEXTURE_CUBE_ARRAY 8
+/** Targets whose box z/depth count layers (cube, 1D/2D array, cube array), not texels. */
+const LAYERED_TARGETS = new Set([4, 6, 7, 8]);
+const EINVAL = -22, ENOMEM = -12;
 const BIND_RENDER_TARGET = 1 << 1;
 const Y_0_TOP = 1;
 const SUBMIT_DATA = HDR_SIZE + 8;
@@ -94,8 +99,8 @@ export class VirglDevice implements Renderer {
 
   /**
    * Execute a command in virgl mode. Returns the response length, a promise of it (flushes wait
-   * for their readback), DEFERRED (fenced: answered when its fence signals), or null when the
-   * command is not a renderer command (the caller handles it).
+   * for their readback), DEFERRED (answered when the library's result is known, or when its fence
+   * signals), or null when the command is not a renderer command (the caller handles it).
    */
   execute(codec: Codec, type: number, queue: VirtQueue, contextInit: boolean): number | Promise<number> | null {
     try {
@@ -119,20 +124,22 @@ export class VirglDevice implements Renderer {
 
   private dispatch(codec: Codec, type: number, queue: VirtQueue, contextInit: boolean): number | Promise<number> | null {
     const rec = (this.rec = codec.rec);
-    let pending: Promise<number> | null = null;
+    // What the answer waits for: the library's result (0 or -errno), or a flush's display update.
+    let done: Promise<number> | null = null;
+    let flush = false;
     switch (type) {
       case Cmd.RESOURCE_CREATE_2D:
         // As QEMU: a 2D resource is a virgl 2D texture usable as a render target, top row first.
-        this.create([this.arg(0), PIPE_TEXTURE_2D, this.arg(1), BIND_RENDER_TARGET, this.arg(2), this.arg(3), 1, 1, 0, 0, Y_0_TOP]);
+        done = this.create([this.arg(0), PIPE_TEXTURE_2D, this.arg(1), BIND_RENDER_TARGET, this.arg(2), this.arg(3), 1, 1, 0, 0, Y_0_TOP]);
         break;
       case Cmd.RESOURCE_CREATE_3D:
-        this.create([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map((i) => this.arg(i)));
+        done = this.create([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map((i) => this.arg(i)));
         break;
       case Cmd.RESOURCE_UNREF:
         this.unref(this.resource(this.arg(0)));
         break;
       case Cmd.RESOURCE_ATTACH_BACKING:
-        this.attachBacking(codec, this.resource(this.arg(0)));
+        done = this.attachBacking(codec, this.resource(this.arg(0)));
         break;
       case Cmd.RESOURCE_DETACH_BACKING: {
         const res = this.resource(this.arg(0));
@@ -144,16 +151,17 @@ export class VirglDevice implements Renderer {
         const res = this.withBacking(this.arg(6));
         const b = this.box;
         b[0] = this.arg(0); b[1] = this.arg(1); b[2] = 0; b[3] = this.arg(2); b[4] = this.arg(3); b[5] = 1;
-        checkRectInside('transfer', { x: b[0], y: b[1], width: b[3], height: b[4] }, res.width, res.height);
-        this.component.transferWrite(res.id, 0, 0, 0, 0, b, this.arg(4) + this.arg(5) * 2 ** 32);
+        const offset = this.arg(4) + this.arg(5) * 2 ** 32;
+        checkTransfer(res, 0, b, 0, 0, offset);
+        done = this.component.result(this.component.transferWrite(res.id, 0, 0, 0, 0, b, offset));
         break;
       }
       case Cmd.TRANSFER_TO_HOST_3D:
       case Cmd.TRANSFER_FROM_HOST_3D:
-        this.transfer3d(type === Cmd.TRANSFER_TO_HOST_3D, rec[R_CTX] >>> 0);
+        done = this.transfer3d(type === Cmd.TRANSFER_TO_HOST_3D, rec[R_CTX] >>> 0);
         break;
       case Cmd.CTX_CREATE:
-        this.createContext(codec, rec[R_CTX] >>> 0, contextInit);
+        done = this.createContext(codec, rec[R_CTX] >>> 0, contextInit);
         break;
       case Cmd.CTX_DESTROY:
         this.context(rec[R_CTX] >>> 0);
@@ -171,7 +179,7 @@ export class VirglDevice implements Renderer {
         break;
       }
       case Cmd.SUBMIT_3D:
-        this.submit(codec, rec[R_CTX] >>> 0);
+        done = this.submit(codec, rec[R_CTX] >>> 0);
         break;
       case Cmd.SET_SCANOUT: {
         const resId = this.arg(5);
@@ -179,38 +187,54 @@ export class VirglDevice implements Renderer {
         break;
       }
       case Cmd.RESOURCE_FLUSH:
-        pending = this.scanouts.flush(this.resource(this.arg(4)), this.arg(0), this.arg(1), this.arg(2), this.arg(3));
+        done = this.scanouts.flush(this.resource(this.arg(4)), this.arg(0), this.arg(1), this.arg(2), this.arg(3));
+        flush = true;
         break;
       default:
         return null;
     }
-    if (rec[R_FLAGS] & FLAG_FENCE) return this.fenced(codec, queue, this.timeline(rec, contextInit), pending, 0);
-    if (pending) return pending.then(() => header(codec, Resp.OK_NODATA, rec[R_FLAGS], rec[R_FENCE_LO], rec[R_FENCE_HI], rec[R_CTX], rec[R_RING]));
-    return header(codec, Resp.OK_NODATA, rec[R_FLAGS], rec[R_FENCE_LO], rec[R_FENCE_HI], rec[R_CTX], rec[R_RING]);
+    if (rec[R_FLAGS] & FLAG_FENCE) return this.fenced(codec, queue, this.timeline(rec, contextInit), done, 0);
+    if (!done) return header(codec, Resp.OK_NODATA, rec[R_FLAGS], rec[R_FENCE_LO], rec[R_FENCE_HI], rec[R_CTX], rec[R_RING]);
+    // An unfenced flush holds the queue until its update is out; other commands only their answer.
+    if (flush) return done.then((st) => header(codec, statusResp(st), rec[R_FLAGS], rec[R_FENCE_LO], rec[R_FENCE_HI], rec[R_CTX], rec[R_RING]));
+    return this.answerWhen(codec, queue, done);
+  }
+
+  /** Answer an unfenced command with the library's result once it is known (the queue goes on). */
+  private answerWhen(codec: Codec, queue: VirtQueue, done: Promise<number>): number {
+    const r = codec.rec;
+    const flags = r[R_FLAGS], lo = r[R_FENCE_LO], hi = r[R_FENCE_HI], ctx = r[R_CTX], ring = r[R_RING];
+    const complete = queue.defer();
+    void done.then((st) => complete((c) => header(c, statusResp(st), flags, lo, hi, ctx, ring)));
+    return DEFERRED;
   }
 
   /** Answer later, when everything enqueued so far is done (header fields captured now). */
-  private fenced(codec: Codec, queue: VirtQueue, timeline: number, pending: Promise<number> | null, refused: number): number {
+  private fenced(codec: Codec, queue: VirtQueue, timeline: number, done: Promise<number> | null, refused: number): number {
     const r = codec.rec;
     const flags = r[R_FLAGS], lo = r[R_FENCE_LO], hi = r[R_FENCE_HI], ctx = r[R_CTX], ring = r[R_RING];
     const complete = queue.defer();
     const fence = this.component.fence(timeline);
     // A flush's display update may finish after a later fence: the answers are chained per timeline.
     const order = timeline === 0 ? GLOBAL_TIMELINE : answerTimeline(timeline, WHOLE_CONTEXT);
-    this.answers.after(order, Promise.all([fence, pending ?? 0]), ([status, flushed]) => {
+    this.answers.after(order, Promise.all([fence, done ?? 0]), ([status, result]) => {
       if (status < 0) log.warn(`virgl: fence on timeline ${timeline} did not signal (${status})`);
-      const ok = status >= 0 && flushed >= 0;
-      complete((c) => header(c, refused || (ok ? Resp.OK_NODATA : Resp.ERR_UNSPEC), flags, lo, hi, ctx, ring));
+      const type = refused || (result < 0 ? statusResp(result) : status < 0 ? Resp.ERR_UNSPEC : Resp.OK_NODATA);
+      complete((c) => header(c, type, flags, lo, hi, ctx, ring));
     });
     return DEFERRED;
   }
 
-  /** args: handle, target, format, bind, width, height, depth, array_size, last_level, nr_samples, flags. */
-  private create(args: number[]): void {
-    const [id, target, , , width, height, depth, arraySize, lastLevel] = args;
+  /**
+   * args: handle, target, format, bind, width, height, depth, array_size, last_level, nr_samples,
+   * flags. Returns the library's result; a resource it refused is forgotten here too.
+   */
+  private create(args: number[]): Promise<number> {
+    const [id, target, format, , width, height, depth, arraySize, lastLevel] = args;
     if (id === 0) throw new GpuError('resource', 'resource id 0 is reserved');
     if (this.resources.has(id)) throw new GpuError('resource', `resource ${id} already exists`);
     if (target > PIPE_MAX_TARGET) throw new GpuError('param', `resource target ${target} unknown`);
+    if (!isVirglFormat(format)) throw new GpuError('param', `resource ${id}: format ${format} unknown`);
     if (width === 0 || width > (target === 0 ? 2 ** 31 : MAX_DIMENSION) || height > MAX_DIMENSION || depth > MAX_DIMENSION
       || arraySize > MAX_DIMENSION || lastLevel > 15 || height === 0 || depth === 0 || arraySize === 0) {
       throw new GpuError('param', `resource ${id}: bad size ${width}x${height}x${depth} array ${arraySize} levels ${lastLevel}`);
@@ -218,14 +242,26 @@ export class VirglDevice implements Renderer {
     // Host memory the renderer may hold for it (4 bytes per texel, mips not counted): bounded like 2D.
     const charge = (target === 0 ? width : width * height * depth * arraySize * 4) + RESOURCE_OVERHEAD;
     this.budget.reserve(charge, 'resource', id);
-    this.component.createResource(args);
-    this.resources.set(id, { id, format: args[2], width, height, yTop: (args[10] & Y_0_TOP) !== 0, target, backing: null, charge, uuid: null });
+    const result = this.component.result(this.component.createResource(args));
+    const res: VirglResource = {
+      id, format, width, height, depth, arraySize, lastLevel, yTop: (args[10] & Y_0_TOP) !== 0, target, backing: null, charge, uuid: null,
+    };
+    this.resources.set(id, res);
+    return result.then((st) => {
+      if (st < 0 && this.resources.get(id) === res) this.forget(res);
+      return st;
+    });
   }
 
   private unref(res: VirglResource): void {
+    this.forget(res);
+    this.component.unrefResource(res.id);
+  }
+
+  /** Drop a resource from the coordinator's tables (the caller releases it in the library). */
+  private forget(res: VirglResource): void {
     this.scanouts.detach(res);
     for (const [ctxId, set] of this.contexts) if (set.delete(res.id)) this.component.detachResource(ctxId, res.id);
-    this.component.unrefResource(res.id);
     this.setBacking(res, null);
     this.budget.release(res.charge);
     this.resources.delete(res.id);
@@ -236,7 +272,8 @@ export class VirglDevice implements Renderer {
     res.backing = b;
   }
 
-  private attachBacking(codec: Codec, res: VirglResource): void {
+  /** Returns the library's result; a backing it refused is dropped here too. */
+  private attachBacking(codec: Codec, res: VirglResource): Promise<number> {
     if (res.backing) throw new GpuError('unspec', `resource ${res.id} already has backing`);
     const n = codec.rec[R_NENTRIES];
     if (n > MAX_BACKING_ENTRIES) throw new GpuError('param', `${n} backing entries (max ${MAX_BACKING_ENTRIES})`);
@@ -244,7 +281,10 @@ export class VirglDevice implements Renderer {
     const segs = b.resolve(this.memory);
     this.budget.reserve(n * ENTRY_OVERHEAD, 'backing of resource', res.id);
     res.backing = b;
-    this.component.attachBacking(res.id, segs);
+    return this.component.result(this.component.attachBacking(res.id, segs)).then((st) => {
+      if (st < 0 && res.backing === b) this.setBacking(res, null);
+      return st;
+    });
   }
 
   private withBacking(id: number): VirglResource {
@@ -253,19 +293,24 @@ export class VirglDevice implements Renderer {
     return res;
   }
 
-  private transfer3d(toHost: boolean, ctxId: number): void {
+  private transfer3d(toHost: boolean, ctxId: number): Promise<number> {
     // transfer_host_3d: box(6) @0, offset u64 @6, resource_id @8, level @9, stride @10, layer_stride @11.
     const res = this.withBacking(this.arg(8));
-    if (ctxId !== 0) this.context(ctxId);
+    // virglrenderer looks the resource up in the named context: it must be attached there.
+    if (ctxId !== 0 && !this.context(ctxId).has(res.id)) throw new GpuError('resource', `resource ${res.id} is not attached to context ${ctxId}`);
     const b = this.box;
     for (let i = 0; i < 6; i++) b[i] = this.arg(i);
     const offset = this.arg(6) + this.arg(7) * 2 ** 32;
-    if (offset >= res.backing!.length && b[3] * b[4] * b[5] !== 0) throw new GpuError('param', `transfer offset ${offset} beyond the backing`);
-    if (toHost) this.component.transferWrite(res.id, ctxId, this.arg(9), this.arg(10), this.arg(11), b, offset);
-    else this.component.transferRead(res.id, ctxId, this.arg(9), this.arg(10), this.arg(11), b, offset);
+    const [level, stride, layerStride] = [this.arg(9), this.arg(10), this.arg(11)];
+    checkTransfer(res, level, b, stride, layerStride, offset);
+    const tag = toHost
+      ? this.component.transferWrite(res.id, ctxId, level, stride, layerStride, b, offset)
+      : this.component.transferRead(res.id, ctxId, level, stride, layerStride, b, offset);
+    return this.component.result(tag);
   }
 
-  private createContext(codec: Codec, ctxId: number, contextInit: boolean): void {
+  /** The library's result; a refused context stays known here (the registry mirrors it) until CTX_DESTROY. */
+  private createContext(codec: Codec, ctxId: number, contextInit: boolean): Promise<number> {
     if (ctxId === 0) throw new GpuError('context', 'context id 0 is reserved');
     if (this.contexts.has(ctxId)) throw new GpuError('context', `context ${ctxId} already exists`);
     const nlen = Math.min(this.arg(0), 64);
@@ -274,8 +319,9 @@ export class VirglDevice implements Renderer {
     if (!this.capsets.some((c) => c.id === capsetId)) throw new GpuError('param', `context ${ctxId}: capset ${capsetId} is not offered`);
     const nameBytes = codec.req.subarray(HDR_SIZE + 8, HDR_SIZE + 8 + Math.min(nlen, codec.rec[R_RLEN] - HDR_SIZE - 8));
     const name = new TextDecoder().decode(nameBytes).replace(/\0.*$/, '');
-    this.component.createContext(ctxId, capsetId, name);
+    const tag = this.component.createContext(ctxId, capsetId, name);
     this.contexts.set(ctxId, new Set());
+    return this.component.result(tag);
   }
 
   private destroyContext(ctxId: number): void {
@@ -283,15 +329,15 @@ export class VirglDevice implements Renderer {
     this.contexts.delete(ctxId);
   }
 
-  private submit(codec: Codec, ctxId: number): void {
+  private submit(codec: Codec, ctxId: number): Promise<number> | null {
     this.context(ctxId);
     const size = this.arg(0);
     if (size > MAX_SUBMIT_BYTES) throw new GpuError('param', `SUBMIT_3D of ${size} bytes (max ${MAX_SUBMIT_BYTES})`);
     if (SUBMIT_DATA + size > (codec.rec[R_RLEN] >>> 0)) throw new GpuError('param', `SUBMIT_3D of ${size} bytes but the request has ${codec.rec[R_RLEN] >>> 0}`);
-    if (size === 0) return;
-    this.component.submitWith(ctxId, size, (dst, dstOff, srcOff, len) => {
+    if (size === 0) return null;
+    return this.component.result(this.component.submitWith(ctxId, size, (dst, dstOff, srcOff, len) => {
       if (codec.copyReadable(SUBMIT_DATA + srcOff, dst, dstOff, len) !== len) throw new Error('submit: chain shorter than announced');
-    });
+    }));
   }
 
   /**
@@ -322,4 +368,45 @@ export class VirglDevice implements Renderer {
     for (const id of [...this.contexts.keys()]) this.destroyContext(id);
     for (const res of [...this.resources.values()]) this.unref(res);
   }
+}
+
+/** The answer to a command the library returned `status` for (0 or -errno). */
+function statusResp(status: number): number {
+  if (status >= 0) return Resp.OK_NODATA;
+  return status === EINVAL ? Resp.ERR_INVALID_PARAMETER : status === ENOMEM ? Resp.ERR_OUT_OF_MEMORY : Resp.ERR_UNSPEC;
+}
+
+const minify = (size: number, level: number): number => Math.max(1, Math.floor(size / 2 ** level));
+
+/**
+ * A transfer's checks as virglrenderer makes them (check_transfer_bounds, check_iov_bounds), but
+ * in exact arithmetic where it wraps at 32 bits: the level exists, the box lies inside it, strides
+ * cover a row/layer of the box, and the bytes the box spans from `offset` lie inside the backing.
+ * Formats without a block size here are left to the library but for the offset.
+ */
+function checkTransfer(res: VirglResource, level: number, box: readonly number[], stride: number, layerStride: number, offset: number): void {
+  const what = `transfer of resource ${res.id}`;
+  if (level > res.lastLevel) throw new GpuError('param', `${what}: level ${level} beyond its last level ${res.lastLevel}`);
+  const [x, y, z, w, h, d] = box;
+  const lw = minify(res.width, level), lh = minify(res.height, level);
+  const ld = res.target === PIPE_TEXTURE_3D ? minify(res.depth, level) : LAYERED_TARGETS.has(res.target) ? res.arraySize : 1;
+  if (x + w > lw || y + h > lh || z + d > ld) {
+    throw new GpuError('param', `${what}: box ${w}x${h}x${d}+${x}+${y}+${z} outside level ${level} (${lw}x${lh}x${ld})`);
+  }
+  const length = res.backing!.length;
+  const block = formatBlock(res.format);
+  if (!block) {
+    if (offset >= length) throw new GpuError('param', `${what}: offset ${offset} beyond the backing (${length} bytes)`);
+    return;
+  }
+  const blocksX = (n: number) => Math.ceil(n / block.width), blocksY = (n: number) => Math.ceil(n / block.height);
+  const minStride = blocksX(w) * block.bytes;
+  if (stride !== 0 && stride < minStride) throw new GpuError('param', `${what}: stride ${stride} below a row of the box (${minStride})`);
+  const rowStride = stride || blocksX(lw) * block.bytes;
+  const minLayer = rowStride * blocksY(h);
+  if (layerStride !== 0 && layerStride < minLayer) throw new GpuError('param', `${what}: layer stride ${layerStride} below a layer of the box (${minLayer})`);
+  const layer = layerStride || rowStride * blocksY(lh);
+  // An empty box still spans one block, as virglrenderer counts it.
+  const size = (Math.max(d, 1) - 1) * layer + (blocksY(Math.max(h, 1)) - 1) * rowStride + blocksX(Math.max(w, 1)) * block.bytes;
+  if (offset + size > length) throw new GpuError('param', `${what}: ${size} bytes at offset ${offset} exceed the backing (${length} bytes)`);
 }

@@ -6,7 +6,7 @@
  * Every message payload starts with {op u32 @0, tag u32 @4}; fields follow at the named byte
  * offsets (little-endian, all u32 unless noted). Payloads start 4-byte aligned in the ring, so a
  * SUBMIT's command bytes at SUBMIT.DATA are 4-byte aligned and go to virglrenderer in place.
- * `tag` is the coordinator's serial number for the command; ERROR completions echo it.
+ * `tag` is the coordinator's serial number for the command; RESULT and ERROR completions echo it.
  */
 
 /** Message header, common to both rings. */
@@ -45,7 +45,10 @@ export const Cpl = {
   /** A context was destroyed: its fences up to a horizon will never signal. */
   FENCES_DROPPED: 5,
   READBACK_DONE: 6,
+  /** A message the worker could not execute (short, unknown op) or a startup failure. */
   ERROR: 7,
+  /** What virglrenderer returned for a command (every op but FENCE, READBACK and SHUTDOWN). */
+  RESULT: 8,
 } as const;
 
 /** Flag bit in SUBMIT/ATTACH_BACKING: another chunk of the same command follows. */
@@ -98,6 +101,11 @@ export const FENCES_DROPPED = FENCE_SIGNALLED;
 export const READBACK_DONE = { STATUS: 8, SIZE: 12 } as const;
 /** ERROR: command FAILED_OP (tag in HDR.TAG) returned STATUS; A/B = its first two ids (ctx/res). */
 export const ERROR = { FAILED_OP: 8, STATUS: 12, A: 16, B: 20, SIZE: 24 } as const;
+/**
+ * RESULT: command OP (tag in HDR.TAG) returned STATUS (0 or -errno); A/B as in ERROR. A command
+ * sent in chunks (FLAG_MORE) has one RESULT, after its last chunk (or the chunk that failed).
+ */
+export const RESULT = ERROR;
 
 // --- control block (Int32Array over its own small SAB) ---
 

@@ -21,6 +21,9 @@ export interface VirglResource {
   /** RESOURCE_FLAG_Y_0_TOP: row 0 is the top row (otherwise GL's bottom-up order). */
   readonly yTop: boolean;
   readonly target: number;
+  readonly depth: number;
+  readonly arraySize: number;
+  readonly lastLevel: number;
   backing: Backing | null;
   readonly charge: number;
   uuid: Uint8Array | null;

@@ -40,9 +40,18 @@ export class CompletionWriter {
     this.pending = true;
   }
 
-  /** ERROR: command `op` (tag) returned status; a, b = the ids it was about. */
+  /** ERROR: message `op` (tag) could not be executed (status); a, b = what it was about. */
   error(op: number, tag: number, status: number, a: number, b: number): void {
-    const at = this.begin(P.Cpl.ERROR, tag, P.ERROR.SIZE);
+    this.status(P.Cpl.ERROR, op, tag, status, a, b);
+  }
+
+  /** RESULT: command `op` (tag) returned status (0 or -errno); a, b = the ids it was about. */
+  result(op: number, tag: number, status: number, a: number, b: number): void {
+    this.status(P.Cpl.RESULT, op, tag, status, a, b);
+  }
+
+  private status(cpl: number, op: number, tag: number, status: number, a: number, b: number): void {
+    const at = this.begin(cpl, tag, P.ERROR.SIZE);
     const v = this.out.view;
     v.setUint32(at + P.ERROR.FAILED_OP, op, true);
     v.setInt32(at + P.ERROR.STATUS, status, true);

@@ -1,6 +1,7 @@
 /**
  * Executes one command-ring message against virglrenderer (on the worker thread). Never throws
- * for bad input: a short message, an unknown op or a failed call becomes an ERROR completion.
+ * for bad input: a short message or an unknown op becomes an ERROR completion; every executed
+ * command (but FENCE, READBACK and SHUTDOWN, which have their own) is answered with a RESULT.
  */
 import type { NativeAddon } from '../../native.js';
 import type { SabRing } from '../sab-ring.js';
@@ -8,6 +9,8 @@ import type { CompletionWriter } from './worker-completions.js';
 import * as P from './protocol.js';
 
 const EINVAL = -22;
+/** attachBacking/submit: a chunk was taken, more of the same command follow (no RESULT yet). */
+const MORE = 1;
 /** The addon's own limit for one command stream. */
 const MAX_SUBMIT_BYTES = 64 << 20;
 /** The addon's own limit for one backing. */
@@ -32,6 +35,8 @@ export class CommandExecutor {
   private submitLen = 0;
   private segs: number[] = [];
   private flipScratch = new Uint8Array(0);
+  /** A chunked command that failed before its last chunk: the rest of its chunks are skipped. */
+  private droppedTag = 0;
   private readonly decoder = new TextDecoder();
 
   constructor(
@@ -51,6 +56,12 @@ export class CommandExecutor {
     const need = minSize(op);
     if (need < 0 || len < need) {
       this.out.error(op, tag, EINVAL, len, 0);
+      return false;
+    }
+    const chunked = op === P.Cmd.SUBMIT || op === P.Cmd.ATTACH_BACKING;
+    const more = chunked && (u32(P.SUBMIT.FLAGS) & P.FLAG_MORE) !== 0; // same offset in both
+    if (chunked && this.droppedTag !== 0 && tag === this.droppedTag) {
+      if (!more) this.droppedTag = 0;
       return false;
     }
     const n = this.n;
@@ -114,14 +125,16 @@ export class CommandExecutor {
         break;
       case P.Cmd.FENCE:
         this.fence(u32(P.FENCE.CTX), P.seqJoin(u32(P.FENCE.SEQ_LO), u32(P.FENCE.SEQ_HI)), tag);
-        break;
+        return false;
       case P.Cmd.READBACK:
         this.readback(at, tag);
-        break;
+        return false;
       case P.Cmd.SHUTDOWN:
         return true;
     }
-    if (rc < 0) this.out.error(op, tag, rc, a, b);
+    if (rc === MORE) return false;
+    if (rc < 0 && more) this.droppedTag = tag;
+    this.out.result(op, tag, rc, a, b);
     return false;
   }
 
@@ -131,7 +144,7 @@ export class CommandExecutor {
     if (len < P.ATTACH_BACKING.SEGS + count * P.ATTACH_BACKING.SEG_BYTES) return this.dropSegments(EINVAL);
     for (let i = 0, off = at + P.ATTACH_BACKING.SEGS; i < count * 2; i++, off += 8) this.segs.push(v.getFloat64(off, true));
     if (this.segs.length > 2 * MAX_SEGMENTS) return this.dropSegments(EINVAL);
-    if (v.getUint32(at + P.ATTACH_BACKING.FLAGS, true) & P.FLAG_MORE) return 0;
+    if (v.getUint32(at + P.ATTACH_BACKING.FLAGS, true) & P.FLAG_MORE) return MORE;
     const iov = new BigUint64Array(this.segs.length);
     for (let i = 0; i < this.segs.length; i++) {
       const x = this.segs[i];
@@ -166,7 +179,7 @@ export class CommandExecutor {
     }
     this.submitBuf.set(data, this.submitLen);
     this.submitLen = total;
-    if (more) return 0;
+    if (more) return MORE;
     this.submitLen = 0;
     const rc = this.n.virglSubmit(ctx, this.submitBuf.subarray(0, total));
     if (this.submitBuf.length > 1 << 20) this.submitBuf = new Uint8Array(0); // do not keep a big one
