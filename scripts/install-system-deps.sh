@@ -39,3 +39,9 @@ if [ ${#missing[@]} -gt 0 ] || { [ -n "${VHOST_GPU_DEPS_TEST:-}" ] && [ $qemu_ok
     $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports "${want_qemu[@]}"
   fi
 fi
+
+# QEMU 11.1 (Debian sid) for the SHMEM e2e test (vhost-user-test-device-pci): extracted into
+# test/e2e/.cache/qemu-11 beside the system, never installed (scripts/setup-qemu-11.sh).
+if [ -n "${VHOST_GPU_DEPS_TEST:-}" ]; then
+  "$(dirname "${BASH_SOURCE[0]}")/setup-qemu-11.sh" >/dev/null
+fi

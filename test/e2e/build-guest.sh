@@ -2,20 +2,23 @@
 # Builds the e2e guest: the installed Debian kernel plus a tiny initramfs
 # (busybox-static, the virtio-pci + virtio-gpu modules, guest-init.sh as /init).
 #
-# Usage: build-guest.sh [--3d]
+# Usage: build-guest.sh [--3d | --shmem]
 #   (default)  2D guest: paints a pattern into /dev/fb0 (guest-init.sh).
+#   --shmem    blob mapping guest: test/guest/blob-map.c, built here with
+#              gcc -static, maps a cross-domain host3d blob through the
+#              device's host-visible region (guest-init-shmem.sh is /init).
 #   --3d       3D (virgl) guest: additionally carries the host's Mesa (the
 #              virtio_gpu gallium driver, GBM, EGL, GLES) and Debian's kmscube
 #              with every shared library it loads; guest-init-3d.sh is /init.
 #              About 200 MB, uncompressed.
 #
 # Output: test/e2e/.cache/guest-<kver>-<hash>/{vmlinuz,initramfs.cpio} (3D:
-# guest3d-<kver>-<hash>/); the directory path is the only thing printed on
+# guest3d-<kver>-<hash>/, shmem: guestshm-<kver>-<hash>/); the directory path is the only thing printed on
 # stdout (progress goes to stderr). A directory that already exists for the
 # same key is reused as is, so repeated runs cost nothing. The key is the
 # kernel version plus a hash of this script, the init script and the busybox
 # binary (3D: also the path, size and mtime of every copied host file, so a
-# Mesa upgrade rebuilds).
+# Mesa upgrade rebuilds; shmem: also blob-map.c).
 #
 # Env: E2E_KERNEL_VERSION to pick a kernel other than the newest installed one.
 # Needs: busybox-static, cpio, and xz/zstd/gzip only if the kernel ships
@@ -28,7 +31,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 case "${1:-}" in
   "")   flavour=2d; prefix=guest;   init_src="$here/guest-init.sh" ;;
   --3d) flavour=3d; prefix=guest3d; init_src="$here/guest-init-3d.sh" ;;
-  *) echo "usage: $0 [--3d]" >&2; exit 2 ;;
+  --shmem) flavour=shmem; prefix=guestshm; init_src="$here/guest-init-shmem.sh" ;;
+  *) echo "usage: $0 [--3d | --shmem]" >&2; exit 2 ;;
 esac
 cache="$here/.cache"
 busybox=/bin/busybox
@@ -56,6 +60,10 @@ vmlinuz=/boot/vmlinuz-$kver
 [ -r "$moddir/modules.dep" ] || die "$moddir/modules.dep missing"
 [ -x "$busybox" ] || die "$busybox missing (install busybox-static)"
 command -v cpio >/dev/null || die "cpio missing"
+blob_map_src=$here/../guest/blob-map.c
+if [ "$flavour" = shmem ]; then
+  command -v gcc >/dev/null || die "gcc missing (install build-essential)"
+fi
 
 # --- 3D: GL userspace manifest ---------------------------------------------
 # One "guest-path<TAB>host-path" line per file. The guest tree is not a merged
@@ -115,6 +123,7 @@ if [ "$flavour" = 3d ]; then
 fi
 
 key=$( { cat "${BASH_SOURCE[0]}" "$init_src" "$here/guest-boot.sh" "$busybox"
+         [ "$flavour" != shmem ] || cat "$blob_map_src"
          [ -z "$manifest" ] || cut -f2 <<<"$manifest" | xargs -d '\n' stat -L -c '%n %s %Y'
        } | sha256sum | cut -c1-16)
 out="$cache/$prefix-$kver-$key"
@@ -203,6 +212,12 @@ if [ -n "$manifest" ]; then
     cp -L "$src" "$root$dst"
   done <<<"$manifest"
   log "GL userspace: $(wc -l <<<"$manifest") files, $(du -sh "$root/usr" | cut -f1)"
+fi
+
+if [ "$flavour" = shmem ]; then
+  # Static: the guest has no libc. Warnings are errors, so a sloppy edit does not boot.
+  gcc -static -O2 -std=gnu11 -Wall -Wextra -Werror -o "$root/bin/blob-map" "$blob_map_src" \
+    || die "cannot build blob-map (gcc -static needs libc6-dev)"
 fi
 
 # newc cpio, uncompressed: ~3 MB (3D: ~200 MB, mostly libLLVM that Mesa's
