@@ -62,23 +62,27 @@ export function splitCommand(cmd: string): string[] {
   return out;
 }
 
-export const CONNECT: ConnectOptions = {
-  ram: { size: RAM_SIZE, name: 'bench-guest-ram' },
-  controlSize: 256,
-  cursorSize: 16,
-  // No surface compositing or event objects: the display side only counts (its copy would be
-  // the driver's cost, not the back-end's).
-  display: { displays: DISPLAYS, surfaces: false, recordEvents: false },
-  driver: { timeoutMs: 10_000 },
-};
+/** The test frontend's setup; spinUs: the driver's busy-polling of the used ring (0: it sleeps at once). */
+export function connectOptions(spinUs: number): ConnectOptions {
+  return {
+    ram: { size: RAM_SIZE, name: 'bench-guest-ram' },
+    controlSize: 256,
+    cursorSize: 16,
+    // No surface compositing or event objects: the display side only counts (its copy would be
+    // the driver's cost, not the back-end's).
+    display: { displays: DISPLAYS, surfaces: false, recordEvents: false },
+    driver: { timeoutMs: 10_000, spinUs },
+  };
+}
 
 let seq = 0;
 
-export async function startLive(spec: BackendSpec, dir: string, echoStderr: boolean): Promise<Live> {
+export async function startLive(spec: BackendSpec, dir: string, echoStderr: boolean, spinUs: number): Promise<Live> {
+  const opts = connectOptions(spinUs);
   if (!spec.argv) {
     const dev = await startNullDevice({
-      ramSize: RAM_SIZE, controlSize: CONNECT.controlSize!, cursorSize: CONNECT.cursorSize!,
-      display: CONNECT.display!, driver: CONNECT.driver!,
+      ramSize: RAM_SIZE, controlSize: opts.controlSize!, cursorSize: opts.cursorSize!,
+      display: opts.display!, driver: opts.driver!,
     });
     return {
       session: dev.session, pid: null,
@@ -89,7 +93,7 @@ export async function startLive(spec: BackendSpec, dir: string, echoStderr: bool
   const backend = await startBackend(spec.argv, join(dir, `b${seq++}.sock`), { timeoutMs: 15_000, echoStderr });
   let session;
   try {
-    session = await connectFrontend(backend, CONNECT);
+    session = await connectFrontend(backend, opts);
   } catch (e) {
     const exit = await backend.stop();
     throw new Error(`${(e as Error).message}\n--- ${spec.name} stderr ---\n${tail(exit.stderr)}`);

@@ -23,7 +23,7 @@ export interface ScenarioResult {
 
 export interface Report {
   machine: MachineInfo;
-  config: { repeats: number; durationMs: number; warmupMs: number; sliceMs: number; command: string };
+  config: { repeats: number; durationMs: number; warmupMs: number; sliceMs: number; spinUs: number; command: string };
   /** 1-minute load average before and after the run (other work on the machine shows here). */
   load: number[];
   backends: { name: string; cmd: string; role: string }[];
@@ -120,6 +120,9 @@ export function renderMachine(r: Report): string {
     `Run: ${r.config.repeats} repeats x ${r.config.durationMs} ms measured (+${r.config.warmupMs} ms warm-up) per back-end and scenario, ` +
       'a fresh back-end process per run; each repeat sweeps every scenario; within a repeat all back-ends are connected ' +
       `at once and take turns (A B A B …) of ${r.config.sliceMs} ms of steps. ` +
+      (r.config.spinUs > 0
+        ? `Driver: busy-polling (spins on the used ring up to ${r.config.spinUs} µs after a kick, interrupts suppressed, then sleeps on the call eventfd). `
+        : 'Driver: blocking (sleeps on the call eventfd after a kick). ') +
       `Load average (1 min) ${r.load.map((l) => l.toFixed(2)).join(' before, ')}${r.load.length > 1 ? ' after' : ' before'}.`,
     ...r.backends.map((b) => `- ${b.name}${b.role === b.name ? '' : ` (${b.role})`}: \`${b.cmd}\``),
   ].join('\n');

@@ -22,7 +22,7 @@ import { machineInfo, measureEventfdRoundTrip, measureMemcpy } from './machine.j
 import { num, ratioOf, renderMachine, renderScenario, renderSummary } from './report.js';
 import type { BackendResult, Report } from './report.js';
 
-interface RunOptions { repeats: number; durationMs: number; warmupMs: number; sliceMs: number; timeoutMs: number; echoStderr: boolean }
+interface RunOptions { repeats: number; durationMs: number; warmupMs: number; sliceMs: number; timeoutMs: number; spinUs: number; echoStderr: boolean }
 
 /** Steps measured at least, however short the duration (smoke runs). */
 const MIN_STEPS = 3;
@@ -40,6 +40,7 @@ const argv = yargs(hideBin(process.argv))
   .option('warmup-ms', { type: 'number', default: 300, describe: 'Unmeasured steps before each run (JIT, caches)' })
   .option('slice-ms', { type: 'number', default: 100, describe: 'Back-ends take turns in slices of this much measured time (0: every step)' })
   .option('timeout-ms', { type: 'number', default: 10_000, describe: 'A step that takes longer fails the run' })
+  .option('spin-us', { type: 'number', default: 0, describe: 'The driver polls the used ring this long after each kick before it sleeps on the call eventfd (a busy-polling guest; 0: it sleeps at once)' })
   .option('limits', { type: 'boolean', default: true, describe: 'Measure memcpy and eventfd limits; --no-limits to skip' })
   .option('json', { type: 'string', describe: 'Write the report (with every run) as JSON to this file' })
   .option('markdown', { type: 'string', describe: 'Write the report as markdown to this file' })
@@ -50,6 +51,7 @@ const argv = yargs(hideBin(process.argv))
     if (!(a['duration-ms'] > 0)) throw new Error('--duration-ms must be positive');
     if (!(a['warmup-ms'] >= 0)) throw new Error('--warmup-ms must be >= 0');
     if (!(a['slice-ms'] >= 0)) throw new Error('--slice-ms must be >= 0');
+    if (!(a['spin-us'] >= 0)) throw new Error('--spin-us must be >= 0');
     if ((a['backend-name']?.length ?? 0) > (a['backend-cmd']?.length ?? 0)) throw new Error('more --backend-name than --backend-cmd');
     return true;
   })
@@ -77,11 +79,14 @@ async function main(): Promise<number> {
   if (argv.null) specs.push({ name: NULL_NAME, argv: null });
   if (new Set(specs.map((s) => s.name)).size !== specs.length) throw new Error('back-end names must be distinct');
   const opts: RunOptions = {
-    repeats: argv.repeats, durationMs: argv['duration-ms'], warmupMs: argv['warmup-ms'], sliceMs: argv['slice-ms'], timeoutMs: argv['timeout-ms'], echoStderr: argv['echo-stderr'],
+    repeats: argv.repeats, durationMs: argv['duration-ms'], warmupMs: argv['warmup-ms'], sliceMs: argv['slice-ms'], timeoutMs: argv['timeout-ms'], spinUs: argv['spin-us'], echoStderr: argv['echo-stderr'],
   };
   const report: Report = {
     machine: machineInfo(),
-    config: { repeats: opts.repeats, durationMs: opts.durationMs, warmupMs: opts.warmupMs, sliceMs: opts.sliceMs, command: process.argv.slice(2).join(' ') },
+    config: {
+      repeats: opts.repeats, durationMs: opts.durationMs, warmupMs: opts.warmupMs, sliceMs: opts.sliceMs, spinUs: opts.spinUs,
+      command: process.argv.slice(2).join(' '),
+    },
     backends: specs.map((s, i) => ({
       name: s.name, cmd: s.argv ? s.argv.join(' ') : '(in-process worker thread)',
       role: !s.argv ? 'null device' : real === 1 ? 'measured' : i === 0 ? 'ours' : i === real - 1 ? 'reference' : 'compared',
@@ -195,7 +200,7 @@ async function runRepeat(specs: readonly BackendSpec[], sc: Scenario, dir: strin
     for (let i = 0; i < specs.length; i++) {
       const c = cs[i]!;
       try {
-        c.live = await startLive(specs[i]!, dir, o.echoStderr);
+        c.live = await startLive(specs[i]!, dir, o.echoStderr, o.spinUs);
         alive.add(c.live);
         c.prep = await sc.prepare(c.live.session, o.timeoutMs);
       } catch (e) { fail(c, e); }

@@ -32,6 +32,7 @@ export class CommandBatch implements CommandBatchState {
   private resolve: ((r: BatchResult) => void) | null = null;
   private timer: NodeJS.Timeout | null = null;
   private broken = false;
+  private readonly allDone = () => this.done === this.queued;
 
   /**
    * indirect: each command takes one descriptor (an indirect table) instead of two, so a
@@ -120,9 +121,8 @@ export class CommandBatch implements CommandBatchState {
         reject(new Error(`batch: ${this.done}/${this.queued} commands completed within ${timeoutMs} ms`));
       }, timeoutMs);
     });
-    if (this.touched & 1) this.d.kickQueue(CONTROL);
-    if (this.touched & 2) this.d.kickQueue(CURSOR);
-    if (this.done === this.queued) this.settle(); // empty, or the device was already running
+    this.d.kickQueues(this.touched, this.allDone);
+    if (this.resolve && this.done === this.queued) this.settle(); // empty, or the device was already running
     return p;
   }
 

@@ -58,11 +58,17 @@ export interface SubmitterOptions {
   timeoutMs?: number;
   /** Give cursor commands a 24-byte response buffer (the Linux driver gives none). Default false. */
   cursorResponses?: boolean;
+  /**
+   * Batches: after the kick, poll the used ring for up to this many µs (interrupts suppressed
+   * meanwhile, as a busy-polling guest driver), then sleep on the call eventfd. Default 0: sleep at once.
+   */
+  spinUs?: number;
 }
 
 export class GpuSubmitter {
   timeoutMs: number;
   cursorResponses: boolean;
+  spinUs: number;
   /** Used entries whose head was not submitted through this driver (raw ring tests), oldest first (max 1024 kept). */
   readonly foreignUsed: { queue: number; id: number; len: number }[] = [];
   private foreignSeen = 0;
@@ -74,6 +80,7 @@ export class GpuSubmitter {
   constructor(readonly ram: GuestRam, readonly control: DriverQueue, readonly cursor: DriverQueue, opts: SubmitterOptions = {}) {
     this.timeoutMs = opts.timeoutMs ?? 5000;
     this.cursorResponses = opts.cursorResponses ?? false;
+    this.spinUs = opts.spinUs ?? 0;
     this.qs = [control, cursor].map((q) => this.makeQueueState(q));
   }
 
@@ -199,9 +206,20 @@ export class GpuSubmitter {
     this.enqueue(which, s, reqLen, RespKind.NODATA, indirect ? INDIRECT : undefined);
   }
 
-  /** @internal */
-  kickQueue(which: number): void {
-    this.qs[which]!.q.kick();
+  /**
+   * @internal Kick the queues in `mask` (bit 0 control, bit 1 cursor). With spinUs, their used
+   * rings are then polled (the device told not to interrupt) until `done()` or spinUs passed;
+   * interrupts are allowed again before returning, so the call eventfd takes over from there.
+   */
+  kickQueues(mask: number, done: () => boolean): void {
+    const spin = this.spinUs > 0;
+    for (const st of this.qs) if (mask & (1 << st.q.index)) { if (spin) st.q.suppressInterrupts(); st.q.kick(); }
+    if (!spin) return;
+    const end = performance.now() + this.spinUs / 1000;
+    while (!done() && performance.now() < end) {
+      for (const st of this.qs) if (mask & (1 << st.q.index)) this.popAll(st);
+    }
+    for (const st of this.qs) if (mask & (1 << st.q.index) && st.q.allowInterrupts()) this.drain(st);
   }
 
   /** Give back a prepared slot that will not be enqueued (its encoder threw). */
@@ -214,12 +232,13 @@ export class GpuSubmitter {
 
   /** Pick up every used buffer; re-arm the interrupt before leaving so none is missed. */
   private drain(st: QueueState): void {
-    const q = st.q;
-    for (;;) {
-      let head: number;
-      while ((head = q.popUsedId()) >= 0) this.complete(st, head, q.lastUsedLen);
-      if (!q.armInterrupt(1)) return;
-    }
+    do this.popAll(st);
+    while (st.q.armInterrupt(1));
+  }
+
+  private popAll(st: QueueState): void {
+    let head: number;
+    while ((head = st.q.popUsedId()) >= 0) this.complete(st, head, st.q.lastUsedLen);
   }
 
   private complete(st: QueueState, head: number, usedLen: number): void {

@@ -9,7 +9,7 @@
 import { native, check, watchFd } from '../../src/native.js';
 import type { FdWatcher, NativeAddon } from '../../src/native.js';
 import { GuestRam, readU64At } from './guest-memory.js';
-import { VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VRING_DESC_F_INDIRECT, VRING_USED_F_NO_NOTIFY, fullFence, writeDescAt } from './vring.js';
+import { VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VRING_DESC_F_INDIRECT, VRING_USED_F_NO_NOTIFY, VRING_AVAIL_F_NO_INTERRUPT, fullFence, writeDescAt } from './vring.js';
 import type { RawDesc, AddOptions, UsedElem } from './vring.js';
 import type { GuestRange } from './guest-memory.js';
 
@@ -267,6 +267,23 @@ export class DriverQueue {
       fullFence(); // used_event store before re-reading used.idx, or a completion can slip by
     }
     return this.pendingUsed() >= count;
+  }
+
+  /**
+   * Ask the device not to interrupt (a driver that polls the used ring meanwhile, as Linux's
+   * virtqueue_disable_cb): with EVENT_IDX used_event is put half the index space behind, so
+   * vring_need_event stays false; without it VRING_AVAIL_F_NO_INTERRUPT is set. armInterrupt and
+   * allowInterrupts undo it.
+   */
+  suppressInterrupts(): void {
+    if (this.eventIdx) this.dv.setUint16(this.availOff + 4 + 2 * this.size, (this.lastUsed + 0x8000) & 0xffff, true);
+    else this.dv.setUint16(this.availOff, this.dv.getUint16(this.availOff, true) | VRING_AVAIL_F_NO_INTERRUPT, true);
+  }
+
+  /** Undo suppressInterrupts and ask for the next used entry (true if it is already there). */
+  allowInterrupts(): boolean {
+    if (!this.eventIdx) this.dv.setUint16(this.availOff, this.dv.getUint16(this.availOff, true) & ~VRING_AVAIL_F_NO_INTERRUPT, true);
+    return this.armInterrupt(1);
   }
 
   /** Resolves once at least `count` unconsumed used entries exist (waits on the call eventfd). */
