@@ -8,6 +8,7 @@
 import { native, watchFd, type FdWatcher } from '../native.js';
 import { log } from '../log.js';
 import { FLAG_NEED_REPLY, FLAG_REPLY, HDR_SIZE, VERSION } from './messages.js';
+import { frame, sendAll } from './wire.js';
 
 /** A front-end that does not answer a request in this time is considered gone. */
 export const BACKEND_REPLY_TIMEOUT_MS = 5000;
@@ -53,13 +54,7 @@ export class BackendChannel {
   request(request: number, body: Uint8Array, fds: readonly number[]): Promise<void> {
     if (this.failure !== null) return Promise.reject(new Error(`back-end channel failed earlier: ${this.failure}`));
     if (this.pending.length >= MAX_PENDING) return Promise.reject(new Error(`${MAX_PENDING} back-end requests already wait for the front-end`));
-    const msg = new Uint8Array(HDR_SIZE + body.length);
-    const v = new DataView(msg.buffer);
-    v.setUint32(0, request, true);
-    v.setUint32(4, VERSION | (this.replyAck ? FLAG_NEED_REPLY : 0), true);
-    v.setUint32(8, body.length, true);
-    msg.set(body, HDR_SIZE);
-    const err = this.send(msg, fds);
+    const err = sendAll(this.fd, frame(request, VERSION | (this.replyAck ? FLAG_NEED_REPLY : 0), body), fds);
     if (err !== null) {
       this.fail(err);
       return Promise.reject(new Error(err));
@@ -67,7 +62,7 @@ export class BackendChannel {
     if (!this.replyAck) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       this.pending.push({ request, resolve, reject });
-      this.timer ??= setTimeout(() => this.fail(`no reply within ${BACKEND_REPLY_TIMEOUT_MS} ms`), BACKEND_REPLY_TIMEOUT_MS);
+      if (!this.timer) this.rearm();
     });
   }
 
@@ -78,23 +73,6 @@ export class BackendChannel {
     this.watcher.close();
     if (this.fd >= 0) native().close(this.fd);
     this.fd = -1;
-  }
-
-  /** Messages are small: a full socket means the front-end stopped reading; wait briefly, once. */
-  private send(msg: Uint8Array, fds: readonly number[]): string | null {
-    const n = native();
-    let sent = 0;
-    while (sent < msg.length) {
-      // The fds go with the first byte only.
-      const r = n.sendMsg(this.fd, [msg.subarray(sent)], sent === 0 && fds.length ? fds : null);
-      if (r === -n.EAGAIN) {
-        if (n.pollFd(this.fd, n.POLLOUT, 1000) <= 0) return 'the front-end does not read the back-end channel';
-        continue;
-      }
-      if (r < 0) return `send failed (${r})`;
-      sent += r;
-    }
-    return null;
   }
 
   private onReadable(): void {

@@ -9,6 +9,7 @@ import { log } from '../log.js';
 import { GuestMemory, GuestMemoryError, type RegionDesc } from './guest-memory.js';
 import type { VhostUserBackend } from './backend.js';
 import { BackendChannel } from './backend-channel.js';
+import { frame, sendAll } from './wire.js';
 import { SharedMemoryRegion } from './shared-memory.js';
 import {
   Req, SPECS, checkRequest, ProtocolFeature, HDR_SIZE, VERSION, FLAG_REPLY, FLAG_NEED_REPLY, MAX_PAYLOAD, MAX_FDS,
@@ -182,24 +183,8 @@ export class Session {
 
   private reply(request: number, body: Uint8Array): void {
     if (this.closed) return;
-    const msg = new Uint8Array(HDR_SIZE + body.length);
-    const v = new DataView(msg.buffer);
-    v.setUint32(0, request, true);
-    v.setUint32(4, VERSION | FLAG_REPLY, true);
-    v.setUint32(8, body.length, true);
-    msg.set(body, HDR_SIZE);
-    const n = native();
-    let sent = 0;
-    while (sent < msg.length) {
-      const r = n.sendMsg(this.fd, [msg.subarray(sent)], null);
-      if (r === -n.EAGAIN) {
-        // Replies are small; a full socket means the front-end stopped reading. Wait briefly.
-        if (n.pollFd(this.fd, n.POLLOUT, 1000) <= 0) return this.close('front-end not reading replies');
-        continue;
-      }
-      if (r < 0) return this.close(`write error ${r}`);
-      sent += r;
-    }
+    const err = sendAll(this.fd, frame(request, VERSION | FLAG_REPLY, body), null);
+    if (err !== null) this.close(`replying: ${err}`);
   }
 
   // --- requests ---
@@ -267,9 +252,8 @@ export class Session {
         for (let i = 0; i < this.rings.length; i++) this.dropRing(i);
         this.mendRings('RESET_DEVICE');
         this.status = 0;
+        // Also empties the shared memory regions: the front-end removed a reset device's mappings.
         this.backend.reset();
-        // The front-end removed every mapping of the reset device: the regions start empty.
-        this.updateSharedMemory();
         return;
       case Req.GET_QUEUE_NUM:
         return u64(BigInt(this.rings.length));
