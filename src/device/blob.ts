@@ -290,13 +290,9 @@ export class BlobCommands {
    * here, not unmapped (an unmap would name a mapping the front-end no longer has).
    */
   setRegion(region: HostVisibleRegion): void {
-    this.forgetMappings();
+    for (const b of this.o.resources.blobs()) b.mapping = null;
     this.maps.abandon();
     this.maps = new HostVisibleMaps(region);
-  }
-
-  private forgetMappings(): void {
-    for (const b of this.o.resources.blobs()) b.mapping = null;
   }
 
   /**
@@ -557,9 +553,7 @@ export class BlobCommands {
    */
   reset(): void {
     this.generation++;
-    this.forgetMappings();
-    this.maps.abandon();
+    this.setRegion(this.maps.region);
     for (const b of [...this.o.resources.blobs()]) this.unref(b);
-    this.maps = new HostVisibleMaps(this.maps.region);
   }
 }
