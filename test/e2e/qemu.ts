@@ -4,11 +4,15 @@
 // in-process GL device, see RunGuestOptions.display) and tears everything down.
 // Node APIs only, so the same harness drives the C reference backend and ours.
 //
-// Two guest images: '2d' (default; paints a pattern into /dev/fb0) and '3d'
-// (virgl: runs kmscube on the guest's Mesa, see guest-init-3d.sh). Two device
-// set-ups: 'vhost-user' (default; an external backend process) and
-// 'in-process-gl' (QEMU's own virtio-gpu-gl-pci with virglrenderer, rendering
-// with the host's Mesa llvmpipe through egl-headless: the 3D reference).
+// Three guest images: '2d' (default; paints a pattern into /dev/fb0), '3d'
+// (virgl: runs kmscube on the guest's Mesa, see guest-init-3d.sh) and 'shmem'
+// (blob-map maps a cross-domain host3d blob and trades a pattern with the
+// host, see guest-init-shmem.sh). Three device set-ups: 'vhost-user' (default;
+// an external backend process), 'in-process-gl' (QEMU's own virtio-gpu-gl-pci
+// with virglrenderer, rendering with the host's Mesa llvmpipe through
+// egl-headless: the 3D reference) and 'vhost-user-test-device' (QEMU 11.1's
+// generic vhost-user-test-device-pci, which maps the backend's SHMEM regions
+// into the guest; no console, so no screenshot).
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
@@ -25,11 +29,19 @@ const here = packagePath('test/e2e');
 const execFileP = promisify(execFile);
 
 export const QEMU_BIN = process.env.E2E_QEMU ?? 'qemu-system-x86_64';
+/**
+ * The generic vhost-user device as a virtio-gpu (virtio-id 16, control + cursor
+ * queue). config_size=16: without it the guest reads a zeroed config space
+ * (no scanouts) instead of asking the backend.
+ */
+export const TEST_DEVICE = 'vhost-user-test-device-pci,chardev=vgpu,virtio-id=16,num_vqs=2,config_size=16';
 export const REFERENCE_BACKEND = ['/usr/lib/qemu/vhost-user-gpu', '--socket-path', '{socket}'];
 /** Printed by guest-init.sh once the pattern is in /dev/fb0. */
 export const PATTERN_MARKER = 'E2E: pattern written';
 /** Printed by guest-init-3d.sh once kmscube has reported and renders on in the background. */
 export const GL_DONE_MARKER = 'E2E: gl done';
+/** Printed by guest-init-shmem.sh once blob-map has succeeded, just before it powers off. */
+export const SHMEM_DONE_MARKER = 'E2E: blob-map done';
 /** Printed by guest-init.sh on any failure; no point waiting any longer. */
 export const FAIL_MARKER = /E2E: FAIL[^\n]*/;
 /**
@@ -52,8 +64,28 @@ export interface Screenshot {
   rgb: Uint8Array;
 }
 
-export type GuestImage = '2d' | '3d';
-export type GpuDevice = 'vhost-user' | 'in-process-gl';
+export type GuestImage = '2d' | '3d' | 'shmem';
+export type GpuDevice = 'vhost-user' | 'in-process-gl' | 'vhost-user-test-device';
+
+/** What a SerialHook's run gets. */
+export interface SerialHookContext {
+  serialLog: string;
+  /** The marker's match (for a string marker: just that string). */
+  match: RegExpExecArray;
+  /** The backend's pid, while it runs (undefined for 'in-process-gl'). */
+  backendPid: number | undefined;
+}
+
+/** Host-side work the guest waits for: run once, when its marker first shows up on the serial console. */
+export interface SerialHook {
+  marker: string | RegExp;
+  /**
+   * Awaited before the serial log is followed further (the guest and QEMU keep
+   * running meanwhile), within the run's timeout. A throw fails the run, with
+   * every log in the error.
+   */
+  run: (ctx: SerialHookContext) => void | Promise<void>;
+}
 
 export interface RunGuestOptions {
   /** Which image build-guest.sh makes. Default '2d'. */
@@ -61,10 +93,14 @@ export interface RunGuestOptions {
   /**
    * 'vhost-user' (default): vhost-user-gpu-pci served by backendCmd.
    * 'in-process-gl': QEMU's own virtio-gpu-gl-pci (virgl), no backend process.
+   * 'vhost-user-test-device': TEST_DEVICE served by backendCmd (QEMU 11.1 or
+   * newer, see qemuBin); it has no console, so there is no screenshot.
    */
   device?: GpuDevice;
-  /** Backend argv, required for 'vhost-user'; every "{socket}" is replaced by the vhost-user socket path. */
+  /** Backend argv, required unless 'in-process-gl'; every "{socket}" is replaced by the vhost-user socket path. */
   backendCmd?: string[];
+  /** The QEMU binary. Default QEMU_BIN. */
+  qemuBin?: string;
   /**
    * QEMU -display. Default 'none' for 'vhost-user', GL_HEADLESS_DISPLAY for
    * 'in-process-gl' (which needs a GL display; a virgl vhost-user backend
@@ -80,8 +116,19 @@ export interface RunGuestOptions {
   display?: string;
   /** Whole run budget: build, boot, marker and screendump. Default 120 s. */
   timeoutMs?: number;
-  /** Serial output that means "ready for the screendump". Default: PATTERN_MARKER (2d), GL_DONE_MARKER (3d). */
+  /**
+   * Serial output that means "ready for the screendump". Default:
+   * PATTERN_MARKER (2d), GL_DONE_MARKER (3d), SHMEM_DONE_MARKER (shmem).
+   */
   marker?: string | RegExp;
+  /** Host-side steps the guest waits for before it prints the marker. */
+  onSerial?: SerialHook[];
+  /**
+   * After the marker (and the screenshot, if any), wait for QEMU to exit by
+   * itself: the guest powers off, and -no-reboot ends QEMU. GuestRun.qemuExit
+   * then tells how it went.
+   */
+  waitForPowerOff?: boolean;
   /** Kernel command line. */
   append?: string;
   backendEnv?: NodeJS.ProcessEnv;
@@ -105,15 +152,21 @@ export interface RunGuestOptions {
 
 export interface GuestRun {
   serialLog: string;
-  screenshot: Screenshot;
-  /** How the screenshot was taken: 'vnc' for 'in-process-gl', else 'screendump' (see RunGuestOptions.display). */
-  capture: 'screendump' | 'vnc';
+  /** null for 'vhost-user-test-device' (capture 'none'). */
+  screenshot: Screenshot | null;
+  /**
+   * How the screenshot was taken: 'vnc' for 'in-process-gl', 'none' for
+   * 'vhost-user-test-device', else 'screendump' (see RunGuestOptions.display).
+   */
+  capture: 'screendump' | 'vnc' | 'none';
   /** Empty for 'in-process-gl'. */
   backendStderr: string;
   backendStdout: string;
   qemuStderr: string;
   /** Whether the backend was still running when the screendump was taken (always true for 'in-process-gl'). */
   backendAliveAtScreendump: boolean;
+  /** With waitForPowerOff: how QEMU ended by itself. Otherwise null (the harness stopped it). */
+  qemuExit: { code: number | null; signal: NodeJS.Signals | null } | null;
   qemuArgs: string[];
   /** Milliseconds from QEMU start to the marker, and for the whole run. */
   bootMs: number;
@@ -165,7 +218,8 @@ export function buildGuest(guest: GuestImage = '2d'): Promise<{ kernel: string; 
   let guestPromise = guestPromises.get(guest);
   if (guestPromise) return guestPromise;
   guestPromise = (async () => {
-    const { stdout } = await execFileP('bash', [join(here, 'build-guest.sh'), ...(guest === '3d' ? ['--3d'] : [])], {
+    const flag = guest === '3d' ? ['--3d'] : guest === 'shmem' ? ['--shmem'] : [];
+    const { stdout } = await execFileP('bash', [join(here, 'build-guest.sh'), ...flag], {
       // The 3D image copies ~220 MB; allow for a slow disk.
       timeout: guest === '3d' ? 300_000 : 120_000,
       maxBuffer: 1 << 20,
@@ -181,6 +235,29 @@ export function buildGuest(guest: GuestImage = '2d'): Promise<{ kernel: string; 
   guestPromises.set(guest, guestPromise);
   guestPromise.catch(() => guestPromises.delete(guest)); // allow a retry
   return guestPromise;
+}
+
+let qemu11Promise: Promise<string> | undefined;
+
+/**
+ * QEMU 11.1 (needed for 'vhost-user-test-device'): the wrapper that
+ * scripts/setup-qemu-11.sh prints, run once per process (a no-op when
+ * test/e2e/.cache/qemu-11 is set up; else it fetches ~160 MB from Debian sid).
+ * E2E_QEMU11 names another binary instead.
+ */
+export function setupQemu11(): Promise<string> {
+  if (process.env.E2E_QEMU11) return Promise.resolve(process.env.E2E_QEMU11);
+  qemu11Promise ??= (async () => {
+    const { stdout } = await execFileP('bash', [packagePath('scripts/setup-qemu-11.sh')], {
+      timeout: 600_000,
+      maxBuffer: 1 << 20,
+    });
+    const bin = stdout.trim().split('\n').pop() ?? '';
+    if (!existsSync(bin)) throw new Error(`setup-qemu-11.sh printed "${bin}", which does not exist`);
+    return bin;
+  })();
+  qemu11Promise.catch(() => (qemu11Promise = undefined)); // allow a retry
+  return qemu11Promise;
 }
 
 /** A child process with its output captured and its exit remembered. */
@@ -508,18 +585,37 @@ async function waitForSocket(path: string, backend: Proc, deadline: number): Pro
   }
 }
 
-/** Boots the guest (against backendCmd for 'vhost-user') and returns its serial log and a screenshot. */
+/** The marker's first match in log, or null. */
+function matchMarker(marker: string | RegExp, log: string): RegExpExecArray | null {
+  if (typeof marker !== 'string') return new RegExp(marker.source, marker.flags.replace('g', '')).exec(log);
+  const at = log.indexOf(marker);
+  if (at < 0) return null;
+  const m = [marker] as unknown as RegExpExecArray;
+  m.index = at;
+  m.input = log;
+  return m;
+}
+
+/** Boots the guest (against backendCmd unless 'in-process-gl') and returns its serial log and a screenshot. */
+export function runGuest(
+  opts: RunGuestOptions & { device: 'vhost-user-test-device' },
+): Promise<GuestRun & { screenshot: null }>;
+export function runGuest(
+  opts: RunGuestOptions & { device?: 'vhost-user' | 'in-process-gl' },
+): Promise<GuestRun & { screenshot: Screenshot }>;
 export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
   const started = Date.now();
   const deadline = started + (opts.timeoutMs ?? 120_000);
   const keepTmp = opts.keepTmp ?? process.env.E2E_KEEP_TMP === '1';
   const image = opts.guest ?? '2d';
   const device = opts.device ?? 'vhost-user';
-  if (device === 'vhost-user' && !opts.backendCmd?.length) {
-    throw new Error("runGuest: device 'vhost-user' needs backendCmd");
+  const external = device !== 'in-process-gl';
+  if (external && !opts.backendCmd?.length) {
+    throw new Error(`runGuest: device '${device}' needs backendCmd`);
   }
   const display = opts.display ?? (device === 'in-process-gl' ? GL_HEADLESS_DISPLAY : 'none');
-  const capture = device === 'in-process-gl' ? 'vnc' : 'screendump';
+  const capture = device === 'in-process-gl' ? 'vnc' : device === 'vhost-user-test-device' ? 'none' : 'screendump';
+  const qemuBin = opts.qemuBin ?? QEMU_BIN;
   const mem = opts.memMiB ?? (image === '3d' ? 1024 : 512);
   // Short path: unix socket paths are limited to ~107 bytes.
   const tmp = await mkdtemp(join(tmpdir(), 'vgpu-e2e-'));
@@ -547,7 +643,7 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
   try {
     const guest = await buildGuest(image);
 
-    if (device === 'vhost-user') {
+    if (external) {
       const backendArgv = opts.backendCmd!.map((a) => a.replaceAll('{socket}', sock));
       backend = new Proc('backend', backendArgv, { env: opts.backendEnv, cwd: opts.backendCwd });
       await waitForSocket(sock, backend, Math.min(deadline, Date.now() + 30_000));
@@ -560,7 +656,9 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
     const gpuArgs =
       device === 'vhost-user'
         ? ['-chardev', `socket,id=vgpu,path=${sock}`, '-device', 'vhost-user-gpu-pci,chardev=vgpu']
-        : ['-device', 'virtio-gpu-gl-pci'];
+        : device === 'vhost-user-test-device'
+          ? ['-chardev', `socket,id=vgpu,path=${sock}`, '-device', TEST_DEVICE]
+          : ['-device', 'virtio-gpu-gl-pci'];
     const qemuArgs = [
       '-machine', 'q35,accel=tcg',
       '-m', `${mem}M`,
@@ -579,27 +677,44 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
       ...(opts.extraQemuArgs ?? []),
     ];
     const qemuStarted = Date.now();
-    qemu = new Proc('qemu', [QEMU_BIN, ...qemuArgs], {});
+    qemu = new Proc('qemu', [qemuBin, ...qemuArgs], {});
 
-    // Follow the serial log until the marker, a guest failure, or a death.
-    const marker = opts.marker ?? (image === '3d' ? GL_DONE_MARKER : PATTERN_MARKER);
-    const seen = (log: string) => (typeof marker === 'string' ? log.includes(marker) : marker.test(log));
+    // Follow the serial log until the marker, a guest failure, or a death,
+    // running each hook as its marker shows up.
+    const marker =
+      opts.marker ?? (image === '3d' ? GL_DONE_MARKER : image === 'shmem' ? SHMEM_DONE_MARKER : PATTERN_MARKER);
+    const hooks = (opts.onSerial ?? []).map((hook) => ({ hook, fired: false }));
     for (;;) {
+      // Exits first: once QEMU has gone, the log read after it is complete.
+      const qemuGone = qemu.exit !== null;
+      const backendGone = backend?.exit != null;
       const log = await readSerial();
-      if (seen(log)) break;
       const f = FAIL_MARKER.exec(log);
       if (f) throw new Error(`guest reported failure: ${f[0]}`);
-      if (qemu.exit) throw new Error(`${qemu.describeExit()} before the marker`);
-      if (backend?.exit) throw new Error(`${backend.describeExit()} before the marker`);
+      for (const h of hooks) {
+        const match = h.fired ? null : matchMarker(h.hook.marker, log);
+        if (!match) continue;
+        h.fired = true;
+        const what = `host step at serial marker ${String(h.hook.marker)}`;
+        try {
+          const ctx = { serialLog: log, match, backendPid: backend?.exit ? undefined : backend?.pid };
+          await beforeDeadline(Promise.resolve().then(() => h.hook.run(ctx)), deadline, what);
+        } catch (err) {
+          throw new Error(`${what} failed: ${(err as Error).message}`);
+        }
+      }
+      if (matchMarker(marker, log)) break;
+      if (qemuGone) throw new Error(`${qemu.describeExit()} before the marker`);
+      if (backendGone) throw new Error(`${backend!.describeExit()} before the marker`);
       if (Date.now() > deadline) throw new Error(`timed out waiting for serial marker ${String(marker)}`);
       await sleep(100);
     }
     const bootMs = Date.now() - qemuStarted;
 
     if (capture === 'screendump') qmp = await Qmp.open(qmpSock, deadline);
-    let screenshot: Screenshot;
-    let backendAliveAtScreendump: boolean;
-    for (let n = 0; ; n++) {
+    let screenshot: Screenshot | null = null;
+    let backendAliveAtScreendump = !backend?.exit;
+    for (let n = 0; capture !== 'none'; n++) {
       const file = join(tmp, `screendump-${n}.ppm`);
       backendAliveAtScreendump = !backend?.exit;
       try {
@@ -617,6 +732,11 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
       // Out of time or a process died: the caller judges the last shot.
       if (qemu.exit || backend?.exit || Date.now() > deadline - 5000) break;
     }
+    let qemuExit: GuestRun['qemuExit'] = null;
+    if (opts.waitForPowerOff) {
+      await beforeDeadline(qemu.exited, deadline, 'guest power-off (QEMU exit)');
+      qemuExit = qemu.exit;
+    }
     await readSerial();
     const result: GuestRun = {
       serialLog,
@@ -626,7 +746,8 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
       backendStdout: backend?.stdout ?? '',
       qemuStderr: qemu.stderr,
       backendAliveAtScreendump,
-      qemuArgs: [QEMU_BIN, ...qemuArgs],
+      qemuExit,
+      qemuArgs: [qemuBin, ...qemuArgs],
       bootMs,
       totalMs: Date.now() - started,
     };
