@@ -7,6 +7,8 @@ import type { NativeAddon } from '../../native.js';
 import type { SabRing } from '../sab-ring.js';
 import type { CompletionWriter } from './worker-completions.js';
 import * as P from './protocol.js';
+import { unsafeCommand } from './stream-guard.js';
+import { log } from '../../log.js';
 
 const EINVAL = -22;
 /** attachBacking/submit: a chunk was taken, more of the same command follow (no RESULT yet). */
@@ -34,6 +36,9 @@ export class CommandExecutor {
   private submitBuf = new Uint8Array(0);
   private submitLen = 0;
   private segs: number[] = [];
+  /** Resource -> length of its first backing segment in the library (what GET_MEMORY_INFO writes to). */
+  private readonly firstIov = new Map<number, number>();
+  private readonly firstIovBytes = (res: number): number => this.firstIov.get(res) ?? 0;
   private flipScratch = new Uint8Array(0);
   /** A chunked command that failed before its last chunk: the rest of its chunks are skipped. */
   private droppedTag = 0;
@@ -98,6 +103,7 @@ export class CommandExecutor {
       case P.Cmd.UNREF_RESOURCE:
         b = u32(P.RESOURCE.RES);
         rc = n.virglResourceUnref(b);
+        this.firstIov.delete(b);
         break;
       case P.Cmd.ATTACH_BACKING:
         b = u32(P.ATTACH_BACKING.RES);
@@ -106,6 +112,7 @@ export class CommandExecutor {
       case P.Cmd.DETACH_BACKING:
         b = u32(P.RESOURCE.RES);
         rc = n.virglDetachIov(b);
+        this.firstIov.delete(b);
         break;
       case P.Cmd.TRANSFER_WRITE:
       case P.Cmd.TRANSFER_READ: {
@@ -152,7 +159,9 @@ export class CommandExecutor {
       iov[i] = BigInt(x);
     }
     this.segs = [];
-    return this.n.virglAttachIov(res, iov);
+    const rc = this.n.virglAttachIov(res, iov);
+    if (rc >= 0) this.firstIov.set(res, iov.length >= 2 ? Number(iov[1]) : 0);
+    return rc;
   }
 
   private dropSegments(rc: number): number {
@@ -169,7 +178,7 @@ export class CommandExecutor {
     const data = this.cmd.bytes.subarray(at + P.SUBMIT.DATA, at + P.SUBMIT.DATA + bytes);
     const more = (flags & P.FLAG_MORE) !== 0;
     // Common case, one chunk: virglrenderer reads the stream in place from the ring.
-    if (!more && this.submitLen === 0) return this.n.virglSubmit(ctx, data);
+    if (!more && this.submitLen === 0) return this.guardedSubmit(ctx, data);
     const total = this.submitLen + bytes;
     if (total > MAX_SUBMIT_BYTES) return this.dropSubmit(EINVAL);
     if (total > this.submitBuf.length) {
@@ -181,9 +190,19 @@ export class CommandExecutor {
     this.submitLen = total;
     if (more) return MORE;
     this.submitLen = 0;
-    const rc = this.n.virglSubmit(ctx, this.submitBuf.subarray(0, total));
+    const rc = this.guardedSubmit(ctx, this.submitBuf.subarray(0, total));
     if (this.submitBuf.length > 1 << 20) this.submitBuf = new Uint8Array(0); // do not keep a big one
     return rc;
+  }
+
+  /** A stream that would crash the library is refused whole (EINVAL), as it refuses malformed ones. */
+  private guardedSubmit(ctx: number, stream: Uint8Array): number {
+    const why = unsafeCommand(stream, this.firstIovBytes);
+    if (why !== null) {
+      log.guest('virgl-guard', `virgl context ${ctx}: SUBMIT_3D refused: ${why}`);
+      return EINVAL;
+    }
+    return this.n.virglSubmit(ctx, stream);
   }
 
   private dropSubmit(rc: number): number {
