@@ -20,6 +20,8 @@ export interface Options {
   hostVisibleSize: number;
   /** Contexts of every type at once (CTX_CREATE beyond is refused). */
   maxContexts: number;
+  /** µs a queue busy-polls for the next command after answering (0: sleep until the kick). */
+  pollUs: number;
   /** The Wayland compositor socket cross-domain contexts connect to ('' if none could be formed). */
   waylandSocket: string;
   logLevel: LogLevel;
@@ -53,6 +55,12 @@ export function parseSize(text: string, option = '--max-host-memory'): number {
 
 const MAX_HOST_VISIBLE = 2 ** 40;
 
+/** --poll-us: whole µs, at most 10 ms (longer would hold the event loop). */
+export function parsePollUs(us: number): number {
+  if (!Number.isInteger(us) || us < 0 || us > 10_000) throw new Error(`--poll-us: ${us} is not a whole number of µs from 0 to 10000`);
+  return us;
+}
+
 /**
  * --host-visible-size: 0 for no region, else a power of two from 1 MiB to 1 TiB (a PCI BAR is a
  * power of two; the guest driver places blobs in it page by page).
@@ -84,6 +92,7 @@ export function parseOptions(argv: string[], version: string): Options {
     .option('max-host-memory', { type: 'string', default: '1G', describe: 'Cap on host memory for guest resources and contexts (e.g. 512M, 2G)' })
     .option('host-visible-size', { type: 'string', default: '1G', describe: 'Size of the host-visible shared memory region for mapped blobs (power of two; 0: none; needs a front-end with SHMEM)' })
     .option('max-contexts', { type: 'number', default: 64, describe: 'Most 3D contexts at once (each cross-domain context is a thread)' })
+    .option('poll-us', { type: 'number', default: 50, describe: 'After answering, poll a queue this many µs for the next command before sleeping until a kick (0: never; like QEMU\'s iothread poll-max-ns)' })
     .option('wayland-socket', { type: 'string', describe: 'Wayland compositor socket for cross-domain (default $XDG_RUNTIME_DIR/$WAYLAND_DISPLAY)' })
     .option('log-level', { type: 'string', choices: LOG_LEVELS, default: 'info', describe: 'Log verbosity (stderr)' })
     .version(version)
@@ -106,6 +115,7 @@ export function parseOptions(argv: string[], version: string): Options {
     maxHostMemory: parseSize(String(parsed['max-host-memory'])),
     hostVisibleSize: parseHostVisibleSize(String(parsed['host-visible-size'])),
     maxContexts: parsed['max-contexts'] as number,
+    pollUs: parsePollUs(parsed['poll-us'] as number),
     waylandSocket: parsed['wayland-socket'] ?? defaultWaylandSocket(process.env) ?? '',
     logLevel: parsed['log-level'] as LogLevel,
     virglFlags: virglFlags(parsed['use-egl'] as boolean | undefined, parsed['use-surfaceless'] as boolean | undefined, parsed['use-gles'] as boolean, parsed['use-glx'] as boolean),

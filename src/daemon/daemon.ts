@@ -48,6 +48,7 @@ export function startDaemon(opts: Options, virgl: VirglComponent | null = null):
   const workers = capsets.length > 0 ? new WorkerContexts(opts.maxContexts) : null;
   const makeBackend = () => new GpuBackend({
     maxHostMemory: opts.maxHostMemory, hostVisibleSize: opts.hostVisibleSize, virgl, workerCapsets: capsets, workers, maxContexts: opts.maxContexts,
+    pollUs: opts.pollUs,
   });
   const server = opts.fd !== undefined
     ? serveFd(opts.fd, makeBackend, () => process.exit(0))

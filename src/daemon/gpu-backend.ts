@@ -31,6 +31,8 @@ export interface GpuBackendOptions {
   maxContexts?: number;
   /** Size of the host-visible region asked of a front-end with SHMEM (0 or absent: none). */
   hostVisibleSize?: number;
+  /** Busy-poll a queue this long after answering before sleeping until the next kick (0 or absent: never). */
+  pollUs?: number;
 }
 
 export class GpuBackend implements VhostUserBackend {
@@ -41,12 +43,14 @@ export class GpuBackend implements VhostUserBackend {
   private readonly queues: (VirtQueue | null)[] = [null, null];
   private readonly port = new DisplayPort();
   private readonly device: GpuDevice;
+  private readonly pollUs: number;
   private memory: GuestMemory | null = null;
   /** Whether the control queue ever ran with the current device state. */
   private deviceUsed = false;
 
   constructor(opts: GpuBackendOptions) {
     const self = this;
+    this.pollUs = opts.pollUs ?? 0;
     const access: GuestAccess = {
       get generation() {
         return self.memory?.generation ?? -1;
@@ -94,7 +98,7 @@ export class GpuBackend implements VhostUserBackend {
       this.port.flush();
       notify();
     };
-    const q = new VirtQueue(i, codec, handler, flushThenNotify, broken);
+    const q = new VirtQueue(i, codec, handler, flushThenNotify, broken, this.pollUs);
     const err = q.start(layout);
     if (err) return err;
     this.queues[i] = q;

@@ -45,6 +45,8 @@ export class VirtQueue {
     private readonly handler: QueueHandler,
     private readonly notify: () => void,
     private readonly onBroken: (reason: string) => void,
+    /** After answering, look for the next chain this long before sleeping until a kick (0: sleep at once). */
+    private readonly pollUs = 0,
   ) {}
 
   /** Start processing with this ring layout (guest-physical addresses). Returns an error text or null. */
@@ -84,7 +86,14 @@ export class VirtQueue {
         setImmediate(() => this.process());
         break;
       }
-      const r = codec.pop(q);
+      let r = codec.pop(q);
+      if (r === POP_EMPTY && pushed > 0) {
+        // Answer what is done before waiting for more; then, polling, the next command is
+        // taken without the guest's kick and our wake-up (notifications stay off meanwhile).
+        if (codec.needNotify(q)) this.notify();
+        pushed = 0;
+        if (this.pollUs > 0) r = this.pollPop();
+      }
       if (r === POP_EMPTY) {
         if (codec.arm(q)) continue; // buffers arrived while arming: a kick may not come
         break;
@@ -159,6 +168,17 @@ export class VirtQueue {
     this.codec.push(this.index, slot, len);
     if (this.codec.needNotify(this.index)) this.notify();
     this.process();
+  }
+
+  /** Busy-poll the avail ring for up to pollUs. */
+  private pollPop(): number {
+    const { codec, index: q } = this;
+    const end = performance.now() + this.pollUs / 1000;
+    do {
+      const r = codec.pop(q);
+      if (r !== POP_EMPTY) return r;
+    } while (performance.now() < end);
+    return POP_EMPTY;
   }
 
   private broken(): void {
