@@ -170,6 +170,7 @@ export class DeviceTarget implements FuzzTarget {
     const dir = mkdtempSync(join(tmpdir(), `vhost-gpu-fuzz-${this.name}-`));
     const findings: Finding[] = [];
     const record = (f: Finding) => {
+      if (f.kind === 'leak' && findings.some((x) => x.kind === 'leak')) return; // once per run is enough
       if (findings.length < MAX_FINDINGS) findings.push(f);
       o.progress?.(`${this.name}: ${f.kind}: ${f.message.split('\n')[0]}`);
     };

@@ -41,3 +41,12 @@ describe('options: --host-visible-size', () => {
     expect(() => parse('--host-visible-size', 'lots')).toThrow(/--host-visible-size: cannot parse/);
   });
 });
+
+describe('options: --poll-us', () => {
+  it('defaults to 50 µs; takes 0 to never poll; refuses fractions, negatives and more than 10 ms', () => {
+    expect(parse().pollUs).toBe(50);
+    expect(parse('--poll-us', '0').pollUs).toBe(0);
+    expect(parse('--poll-us', '10000').pollUs).toBe(10000);
+    for (const bad of ['-1', '1.5', '10001']) expect(() => parse('--poll-us', bad)).toThrow(/--poll-us/);
+  });
+});
