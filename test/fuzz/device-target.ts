@@ -211,7 +211,7 @@ export class DeviceTarget implements FuzzTarget {
         }
         if (performance.now() - lastProgress > 5000) {
           lastProgress = performance.now();
-          o.progress?.(`${this.name}: ${commands} commands, ${((lastProgress - start) / 1000).toFixed(0)} s`);
+          o.progress?.(`${this.name}: ${commands} commands, ${((lastProgress - start) / 1000).toFixed(0)} s, daemon RSS ${procStats(backend.proc.pid!).rssMiB.toFixed(0)} MiB`);
         }
       }
       const h = await this.health(s);
@@ -232,7 +232,12 @@ export class DeviceTarget implements FuzzTarget {
   /** null: all answered; a number: how many were errors; a Finding otherwise. */
   private async batch(s: FrontendSession, backend: BackendProcess, cmds: Command[]): Promise<Finding | number | null> {
     const b = s.driver.batch();
-    for (const c of cmds) b.raw(c.bytes, c.respLen, c.cursor ? 'cursor' : 'control');
+    try {
+      for (const c of cmds) b.raw(c.bytes, c.respLen, c.cursor ? 'cursor' : 'control');
+    } catch (e) {
+      // No room on a queue: chains of earlier batches were never returned.
+      return { kind: 'hang', message: `${(e as Error).message} (chains of earlier batches never returned)` };
+    }
     try {
       const res = await b.submit(BATCH_TIMEOUT_MS);
       if (!backend.running) return died(backend);
