@@ -4,10 +4,7 @@
 // A started watcher holds a strong reference to its JS object, so it keeps both the loop and the
 // object alive; a stopped one holds neither. An async cleanup hook closes the handle if the env
 // (e.g. a worker thread) goes away first, since a worker's loop must have no open handles left.
-// The handle polls its own dup of the fd, closed with the handle: the caller may close its fd at
-// any time (another thread did, while a dying worker's loop still added it to epoll: abort()).
 #include <fcntl.h>
-#include <unistd.h>
 #include <uv.h>
 
 #include "common.h"
@@ -19,7 +16,6 @@ class Watcher;
 
 struct Poll {
   uv_poll_t handle;
-  int fd = -1;  // our dup, closed in OnClose
   Watcher* owner = nullptr;  // null once the JS side closed or was finalized
   napi_async_cleanup_hook_handle hook = nullptr;
   bool closing = false;
@@ -132,7 +128,6 @@ void OnClose(uv_handle_t* h) {
   Poll* p = static_cast<Poll*>(h->data);
   if (p->owner != nullptr) p->owner->Detach();
   if (p->hook != nullptr) napi_remove_async_cleanup_hook(p->hook);  // also "done" at teardown
-  if (p->fd >= 0) close(p->fd);
   delete p;
 }
 
@@ -161,13 +156,9 @@ Napi::Value Watch(const Napi::CallbackInfo& info) {
   // uv_poll_init sets O_NONBLOCK; uv_poll never does I/O, so keep the caller's choice.
   int flags = fcntl(fd, F_GETFL);
   if (flags < 0) return Err(env, errno);
-  int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (own < 0) return Err(env, errno);
   auto* p = new Poll;
-  p->fd = own;
-  int r = uv_poll_init(loop, &p->handle, own);
+  int r = uv_poll_init(loop, &p->handle, fd);
   if (r < 0) {
-    close(own);
     delete p;
     return Num(env, r);
   }
