@@ -8,7 +8,7 @@
  * All addresses are JS numbers (< 2^53); 64-bit fields are written as two u32 halves.
  */
 import { native, check } from '../../src/native.js';
-import type { NativeAddon } from '../../src/native.js';
+import type { NativeAddon, MapHandle } from '../../src/native.js';
 
 export interface RamRegion {
   /** Guest-physical start. */
@@ -342,4 +342,16 @@ export class ScatterBuffer {
       at += n;
     }
   }
+}
+
+/** A memfd of `size` bytes mapped by the addon, and a view over all of it (a stand-in for guest memory). */
+export function memfdMapping(name: string, size: number): { map: MapHandle; ab: ArrayBuffer } {
+  const n = native();
+  const fd = n.memfdCreate(name, size);
+  const map = n.mmap(fd, size, 0);
+  n.close(fd);
+  if (typeof map === 'number') throw new Error(`mmap: ${map}`);
+  const ab = n.view(map.addr, 0, size);
+  if (typeof ab === 'number') throw new Error(`view: ${ab}`);
+  return { map, ab };
 }

@@ -8,10 +8,10 @@
  * Invariants: every batch is answered in time, the daemon stays alive, its fds and RSS stay
  * bounded, and it still answers GET_DISPLAY_INFO properly.
  */
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startBackend, connectFrontend, GpuCmd, GpuResp, GPU_FLAG_FENCE, GPU_FLAG_INFO_RING_IDX } from '../frontend/index.js';
+import { startBackend, connectFrontend, fdCount, memoryKiB, GpuCmd, GpuResp, GPU_FLAG_FENCE, GPU_FLAG_INFO_RING_IDX } from '../frontend/index.js';
 import type { BackendProcess, FrontendSession } from '../frontend/index.js';
 import { packagePath } from '../../src/package-path.js';
 import { Rng } from './rng.js';
@@ -134,11 +134,9 @@ class CommandGen {
   }
 }
 
-/** Resident set size and open fds of a process. */
+/** Resident set size (MiB) and open fds of a process. */
 function procStats(pid: number): { rssMiB: number; fds: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const rss = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
-  return { rssMiB: rss, fds: readdirSync(`/proc/${pid}/fd`).length };
+  return { rssMiB: memoryKiB(pid).rss / 1024, fds: fdCount(pid) };
 }
 
 export class DeviceTarget implements FuzzTarget {

@@ -8,12 +8,13 @@
  * error is a finding), a session ends when its peer goes, fds come back to the baseline after
  * each session, RSS stays bounded, and a fresh session still answers a valid handshake.
  */
-import { readdirSync } from 'node:fs';
 import { native, type MapHandle } from '../../src/native.js';
 import { log } from '../../src/log.js';
 import { Session } from '../../src/transport/session.js';
 import { GpuBackend } from '../../src/daemon/gpu-backend.js';
 import { Req, HDR_SIZE, VERSION, FLAG_NEED_REPLY, FLAG_REPLY, MAX_PAYLOAD } from '../../src/transport/messages.js';
+import { frame } from '../../src/transport/wire.js';
+import { fdCount } from '../frontend/connection-cycles.js';
 import { Rng } from './rng.js';
 import { MAX_FINDINGS, b64, rssMiB, unb64, type Finding, type FuzzReport, type FuzzRunOptions, type FuzzTarget } from './target.js';
 
@@ -197,16 +198,12 @@ class StreamGen {
 }
 
 function encode(m: Message): Uint8Array {
-  const b = new Uint8Array(HDR_SIZE + m.payload.length);
-  const v = new DataView(b.buffer);
-  v.setUint32(0, m.request >>> 0, true);
-  v.setUint32(4, m.flags >>> 0, true);
-  v.setUint32(8, m.claim ?? m.payload.length, true);
-  b.set(m.payload, HDR_SIZE);
+  const b = frame(m.request >>> 0, m.flags >>> 0, m.payload);
+  if (m.claim !== undefined) new DataView(b.buffer).setUint32(8, m.claim, true);
   return m.truncate !== undefined ? b.subarray(0, m.truncate) : b;
 }
 
-const openFds = (): number => readdirSync('/proc/self/fd').length;
+const openFds = (): number => fdCount(process.pid);
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /** Errors the session and the queues log only for exceptions nothing anticipated. */
@@ -302,13 +299,8 @@ export class VhostUserTarget implements FuzzTarget {
   /** One session: send the stream in bursts, draining replies; then disconnect and expect the session to end. */
   private async episode(stream: Message[], r: Rng): Promise<Finding | null> {
     const n = native();
-    const pair = n.socketPair();
-    if (typeof pair === 'number') throw new Error(`socketpair: ${pair}`);
-    const [ours, theirs] = pair;
-    n.setNonBlocking(ours, true);
+    const { ours, session, ended } = openSession();
     const pool = new FdPool(r);
-    let ended = false;
-    const session = new Session(theirs, backend(), () => { ended = true; });
     const sink = new Uint8Array(65536), fdsIn = new Int32Array(9);
     const drain = () => {
       for (;;) {
@@ -318,12 +310,12 @@ export class VhostUserTarget implements FuzzTarget {
       }
     };
     try {
-      for (let i = 0; i < stream.length && !ended; i++) {
+      for (let i = 0; i < stream.length && !ended(); i++) {
         const m = stream[i]!;
         const bytes = encode(m);
         const fds = m.fds.map((k) => pool.fd(k));
         let sent = 0;
-        for (let tries = 0; sent < bytes.length && tries < 100 && !ended; tries++) {
+        for (let tries = 0; sent < bytes.length && tries < 100 && !ended(); tries++) {
           const w = n.sendMsg(ours, [bytes.subarray(sent)], sent === 0 && fds.length ? fds : null);
           if (w === -n.EAGAIN) { drain(); await tick(); continue; }
           if (w < 0) break; // the session closed its end
@@ -339,8 +331,8 @@ export class VhostUserTarget implements FuzzTarget {
       n.close(ours);
       pool.close();
     }
-    for (let i = 0; i < 200 && !ended; i++) await tick();
-    if (!ended) {
+    for (let i = 0; i < 200 && !ended(); i++) await tick();
+    if (!ended()) {
       session.close('fuzzer: session did not end');
       return { kind: 'hang', message: 'the session did not end after its front-end disconnected' };
     }
@@ -350,12 +342,7 @@ export class VhostUserTarget implements FuzzTarget {
   /** A fresh session answers GET_FEATURES, GET_PROTOCOL_FEATURES and GET_QUEUE_NUM in order. */
   private async health(): Promise<Finding | null> {
     const n = native();
-    const pair = n.socketPair();
-    if (typeof pair === 'number') throw new Error(`socketpair: ${pair}`);
-    const [ours, theirs] = pair;
-    n.setNonBlocking(ours, true);
-    let ended = false;
-    const session = new Session(theirs, backend(), () => { ended = true; });
+    const { ours, session, ended } = openSession();
     try {
       const msgs = [Req.GET_FEATURES, Req.GET_PROTOCOL_FEATURES, Req.GET_QUEUE_NUM].map((request) => encode({ request, flags: VERSION, payload: new Uint8Array(0), fds: [] }));
       n.sendMsg(ours, msgs, null);
@@ -375,14 +362,23 @@ export class VhostUserTarget implements FuzzTarget {
       return null;
     } finally {
       n.close(ours);
-      for (let i = 0; i < 100 && !ended; i++) await tick();
-      if (!ended) session.close('fuzzer');
+      for (let i = 0; i < 100 && !ended(); i++) await tick();
+      if (!ended()) session.close('fuzzer');
     }
   }
 }
 
-function backend(): GpuBackend {
-  return new GpuBackend({ maxHostMemory: 64 * MiB, hostVisibleSize: 1 << 30, virgl: null, workerCapsets: [], workers: null, maxContexts: 4 });
+/** A session with the daemon's 2D GpuBackend on one end of a socketpair; ours is non-blocking. */
+function openSession(): { ours: number; session: Session; ended: () => boolean } {
+  const n = native();
+  const pair = n.socketPair();
+  if (typeof pair === 'number') throw new Error(`socketpair: ${pair}`);
+  const [ours, theirs] = pair;
+  n.setNonBlocking(ours, true);
+  let gone = false;
+  const backend = new GpuBackend({ maxHostMemory: 64 * MiB, hostVisibleSize: 1 << 30, virgl: null, workerCapsets: [], workers: null, maxContexts: 4 });
+  const session = new Session(theirs, backend, () => { gone = true; });
+  return { ours, session, ended: () => gone };
 }
 
 function serialise(stream: Message[]): unknown {

@@ -3,22 +3,12 @@
  * is an ArrayBuffer split into chunks, the codec sees it through a GuestMemory-shaped object.
  */
 import { Codec } from '../../src/queues/codec.js';
-import { native, type MapHandle } from '../../src/native.js';
+import { memfdMapping } from '../frontend/guest-memory.js';
 import { makeChunk, type GuestMemory, type Chunk } from '../../src/transport/guest-memory.js';
 
-export const F_NEXT = 1, F_WRITE = 2, F_INDIRECT = 4;
+export { memfdMapping };
 
-/** A memfd of `size` bytes mapped by the addon, and a view over all of it (a stand-in for guest memory). */
-export function memfdMapping(name: string, size: number): { map: MapHandle; ab: ArrayBuffer } {
-  const n = native();
-  const fd = n.memfdCreate(name, size);
-  const map = n.mmap(fd, size, 0);
-  n.close(fd);
-  if (typeof map === 'number') throw new Error(`mmap: ${map}`);
-  const ab = n.view(map.addr, 0, size);
-  if (typeof ab === 'number') throw new Error(`view: ${ab}`);
-  return { map, ab };
-}
+export const F_NEXT = 1, F_WRITE = 2, F_INDIRECT = 4;
 
 export class MockRam {
   readonly chunks: Chunk[] = [];
