@@ -1,15 +1,27 @@
-import { seededRandom } from '../frontend/connection-cycles.js';
-
-/** Fuzz-input helpers over the frontend's seeded generator: fuzz runs are reproducible from their seed. */
+/** A small seeded PRNG (xoshiro128**): fuzz runs are reproducible from their seed. */
 export class Rng {
-  private readonly next: () => number;
+  private a: number; private b: number; private c: number; private d: number;
 
   constructor(seed: number) {
-    this.next = seededRandom(seed);
+    // splitmix32 spreads the seed over the four words of state.
+    let s = seed >>> 0;
+    const next = () => {
+      s = (s + 0x9e3779b9) >>> 0;
+      let z = s;
+      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+      return (z ^ (z >>> 16)) >>> 0;
+    };
+    this.a = next(); this.b = next(); this.c = next(); this.d = next();
   }
 
   u32(): number {
-    return (this.next() * 0x1_0000_0000) >>> 0;
+    const r = Math.imul(rotl(Math.imul(this.b, 5), 7), 9) >>> 0;
+    const t = this.b << 9;
+    this.c ^= this.a; this.d ^= this.b; this.b ^= this.c; this.a ^= this.d;
+    this.c ^= t;
+    this.d = rotl(this.d, 11);
+    return r;
   }
 
   /** 0 <= x < n (n <= 2^32). */
@@ -39,4 +51,8 @@ export class Rng {
       default: return this.u32();
     }
   }
+}
+
+function rotl(x: number, k: number): number {
+  return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
