@@ -154,9 +154,11 @@ export interface NativeAddon {
   // --- fd readiness on the libuv loop of the calling thread ---
   /**
    * Watch fd with uv_poll; cb runs on this thread's event loop. -errno if libuv refuses the fd (a
-   * file epoll cannot watch, or one already watched). Stop/close the watcher before closing the fd.
+   * file epoll cannot watch, or one already watched). Stop/close the watcher before closing the fd,
+   * or pass ownFd: the watcher then closes fd itself once its handle is closed (by close(), or when
+   * the thread's environment is torn down), so the fd outlives every use libuv makes of it.
    */
-  watch(fd: number, cb: (events: number) => void): FdWatcher | number;
+  watch(fd: number, cb: (events: number) => void, ownFd?: boolean): FdWatcher | number;
 
   // --- zero-copy writes (native/src/zerocopy.cc) ---
   /**

@@ -4,7 +4,12 @@
 // A started watcher holds a strong reference to its JS object, so it keeps both the loop and the
 // object alive; a stopped one holds neither. An async cleanup hook closes the handle if the env
 // (e.g. a worker thread) goes away first, since a worker's loop must have no open handles left.
+//
+// A watcher may own its fd (watch(fd, cb, true)): the fd is then closed with the handle, never
+// before. A dying worker's loop still registers its started handles with epoll during teardown,
+// before cleanup hooks run; a fd closed meanwhile by another thread made libuv abort the process.
 #include <fcntl.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "common.h"
@@ -19,6 +24,7 @@ struct Poll {
   Watcher* owner = nullptr;  // null once the JS side closed or was finalized
   napi_async_cleanup_hook_handle hook = nullptr;
   bool closing = false;
+  int ownedFd = -1;  // closed in OnClose
 };
 
 void OnPoll(uv_poll_t* h, int status, int events);
@@ -128,6 +134,7 @@ void OnClose(uv_handle_t* h) {
   Poll* p = static_cast<Poll*>(h->data);
   if (p->owner != nullptr) p->owner->Detach();
   if (p->hook != nullptr) napi_remove_async_cleanup_hook(p->hook);  // also "done" at teardown
+  if (p->ownedFd >= 0) close(p->ownedFd);
   delete p;
 }
 
@@ -150,6 +157,8 @@ Napi::Value Watch(const Napi::CallbackInfo& info) {
   int fd;
   if (!ArgFd(info, 0, &fd)) return {};
   if (!info[1].IsFunction()) return TypeErr(env, "cb must be a function");
+  if (info.Length() > 2 && !info[2].IsBoolean() && !info[2].IsUndefined()) return TypeErr(env, "ownFd must be a boolean");
+  bool ownFd = info.Length() > 2 && info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
   uv_loop_t* loop;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok) return Err(env, EINVAL);
 
@@ -172,6 +181,7 @@ Napi::Value Watch(const Napi::CallbackInfo& info) {
     CloseHandle(p);
     return {};
   }
+  if (ownFd) p->ownedFd = fd;  // only on success: on failure the caller still owns it
   return obj;
 }
 

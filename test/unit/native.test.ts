@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { existsSync, fstatSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
@@ -479,5 +479,39 @@ describe('watch', () => {
     n.close(fd);
     expect(n.watch(fd, () => {})).toBeLessThan(0);
     expect(() => n.watch(fd, 'cb' as never)).toThrow(TypeError);
+    expect(() => n.watch(fd, () => {}, 1 as never)).toThrow(TypeError);
+  });
+
+  it('closes an owned fd with its handle, not before', async () => {
+    const fd = n.eventfd(0, true);
+    const w = n.watch(fd, () => {}, true);
+    if (typeof w === 'number') throw new Error(`watch: ${w}`);
+    expect(w.start(n.READABLE)).toBe(0);
+    expect(n.eventfdWrite(fd, 1)).toBe(0); // still ours to use
+    w.close();
+    await sleep(10); // libuv closes the handle on the next loop turn
+    expect(() => fstatSync(fd)).toThrow(/EBADF/);
+  });
+
+  it('a worker torn down with a started, never polled watcher on an owned dup survives the original fd being closed', async () => {
+    // The context-worker crash: the coordinator closed the eventfd while the dying worker's loop
+    // still had to register the handle with epoll (libuv aborts the process on EBADF there).
+    const before = openFds();
+    for (let i = 0; i < 10; i++) {
+      const fd = n.eventfd(0, true);
+      const worker = new Worker(
+        `const { workerData, parentPort } = require('node:worker_threads');
+         const n = require(workerData.path);
+         const dup = n.dup(workerData.fd);
+         n.watch(dup, () => {}, true).start(n.READABLE);
+         parentPort.postMessage('started');
+         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0); // the loop never turns`,
+        { eval: true, workerData: { path: packagePath('native/build/Release/vhost_gpu_native.node'), fd } },
+      );
+      await new Promise((resolve) => worker.once('message', resolve));
+      n.close(fd);
+      await worker.terminate();
+    }
+    expect(openFds()).toBe(before); // every dup closed with its handle at teardown
   });
 });

@@ -42,6 +42,8 @@ class ContextLoop implements ContextEnv {
   private readonly fences: FenceQueue[] = Array.from({ length: P.MAX_RINGS + 1 }, () => []);
   private ctx: WorkerContext | null = null;
   private watcher: FdWatcher | null = null;
+  /** The watcher's own dup of the command eventfd (closed with the watcher). */
+  private commandFd = -1;
   private settle: ((r: WorkerContextResult) => void) | null = null;
   private finished = false;
 
@@ -60,11 +62,19 @@ class ContextLoop implements ContextEnv {
       this.settle = resolve;
       this.guarded(() => {
         this.ctx = this.factory(this);
-        const w = this.n.watch(this.init.commandFd, (events) => this.guarded(() => {
+        // Our own dup, owned by the watcher: the coordinator closes its fd when the task settles,
+        // which for a dying worker is before this thread's loop is done with the handle.
+        const fd = this.n.dup(this.init.commandFd);
+        if (fd < 0) throw new Error(`cannot dup the command eventfd: ${errnoName(fd)}`);
+        const w = this.n.watch(fd, (events) => this.guarded(() => {
           if (events < 0) throw new Error(`polling the command eventfd failed: ${errnoName(events)}`);
           this.onCommands();
-        }));
-        if (typeof w === 'number') throw new Error(`cannot watch the command eventfd: ${errnoName(w)}`);
+        }), true);
+        if (typeof w === 'number') {
+          this.n.close(fd);
+          throw new Error(`cannot watch the command eventfd: ${errnoName(w)}`);
+        }
+        this.commandFd = fd;
         this.watcher = w;
         const rc = w.start(this.n.READABLE);
         if (rc < 0) throw new Error(`cannot watch the command eventfd: ${errnoName(rc)}`);
@@ -117,7 +127,7 @@ class ContextLoop implements ContextEnv {
   private onCommands(): void {
     // Concurrency: clear the doorbell before draining; a command committed after our last peek
     // rings it again.
-    this.n.eventfdRead(this.init.commandFd);
+    this.n.eventfdRead(this.commandFd);
     let budget = DRAIN_BUDGET;
     for (let m = this.cmd.peek(); m && !this.finished; m = this.cmd.peek()) {
       this.execute(m[0], m[1]);
