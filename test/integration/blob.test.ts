@@ -5,45 +5,31 @@
  * surface, every format with strides and offsets, the cursor from a blob, UUIDs, MAP_BLOB refused
  * without shared memory, and bad offsets, sizes and ids answered with errors.
  */
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { describe, it, expect, beforeAll } from 'vitest';
 import {
-  startBackend, connectFrontend, createDumbBlob, writeBlobPixels, scanoutDumbBlob, flushDumbBlob,
+  createDumbBlob, writeBlobPixels, scanoutDumbBlob, flushDumbBlob,
   DisplayMsg, GpuResp, GpuFormat, BlobMem, BlobFlag, VirtioFeature, bit,
 } from '../frontend/index.js';
-import type { BackendProcess, FrontendSession, GpuResponse } from '../frontend/index.js';
-import { packagePath } from '../../src/package-path.js';
+import type { GpuResponse } from '../frontend/index.js';
+import { useDaemon } from './daemon-fixture.js';
 
 const MiB = 1024 * 1024;
 const { USE_SHAREABLE: SHAREABLE, USE_MAPPABLE: MAPPABLE } = BlobFlag;
 
 describe('blob resources through the test frontend (vhost-gpu, 2D mode)', () => {
-  let dir: string;
-  let backend: BackendProcess;
-  let s: FrontendSession;
-
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'vhost-gpu-blob-'));
-    backend = await startBackend([process.execPath, packagePath('bin/vhost-gpu.js'), '--socket-path={socket}'], join(dir, 'gpu.sock'));
-    s = await connectFrontend(backend, {
-      ram: { size: 64 * MiB },
-      features: { eventIdx: true, indirect: true, edid: true, resourceUuid: true, resourceBlob: true },
-    });
-    s.display.displays = [{ width: 640, height: 480, enabled: true }];
+  const d = useDaemon('blob', [], {
+    ram: { size: 64 * MiB },
+    features: { eventIdx: true, indirect: true, edid: true, resourceUuid: true, resourceBlob: true },
   });
 
-  afterAll(async () => {
-    s?.close();
-    await backend?.stop();
-    rmSync(dir, { recursive: true, force: true });
+  beforeAll(() => {
+    d.s.display.displays = [{ width: 640, height: 480, enabled: true }];
   });
 
   const type = async (p: Promise<GpuResponse>) => (await p).type;
 
   it('offers RESOURCE_BLOB (and RESOURCE_UUID) and it is acked', () => {
-    const st = s.started!;
+    const st = d.s.started!;
     expect(st.offeredFeatures & bit(VirtioFeature.GPU_RESOURCE_BLOB)).not.toBe(0n);
     expect(st.features & bit(VirtioFeature.GPU_RESOURCE_BLOB)).not.toBe(0n);
     expect(st.features & bit(VirtioFeature.GPU_RESOURCE_UUID)).not.toBe(0n);
@@ -51,43 +37,43 @@ describe('blob resources through the test frontend (vhost-gpu, 2D mode)', () => 
 
   it("Linux's dumb-buffer path: a guest blob shown with SET_SCANOUT_BLOB, damage flushed", async () => {
     const W = 200, H = 120;
-    const fb = await createDumbBlob(s.driver, 1, W, H);
+    const fb = await createDumbBlob(d.s.driver, 1, W, H);
     expect(fb.backing.entries.length).toBeGreaterThan(1); // scattered pages
     const pattern = new Uint32Array(W * H).map((_, i) => (0xff000000 | ((i % W) << 12) | Math.floor(i / W)) >>> 0);
     writeBlobPixels(fb, 0, 0, W, H, pattern);
-    await scanoutDumbBlob(s.driver, fb);
-    expect(await s.display.waitFor(DisplayMsg.SCANOUT, (e) => e.width === W)).toMatchObject({ scanoutId: 0, width: W, height: H });
-    await s.display.waitFor(DisplayMsg.UPDATE, (e) => e.width === W && e.height === H);
-    expect(new Uint32Array(s.display.surface(0)!.data.buffer, 0, W * H)).toEqual(pattern);
+    await scanoutDumbBlob(d.s.driver, fb);
+    expect(await d.s.display.waitFor(DisplayMsg.SCANOUT, (e) => e.width === W)).toMatchObject({ scanoutId: 0, width: W, height: H });
+    await d.s.display.waitFor(DisplayMsg.UPDATE, (e) => e.width === W && e.height === H);
+    expect(new Uint32Array(d.s.display.surface(0)!.data.buffer, 0, W * H)).toEqual(pattern);
     // A damaged rectangle, then the flush Linux sends after TRANSFER_TO_HOST_2D.
     writeBlobPixels(fb, 50, 30, 10, 5, new Uint32Array(50).fill(0xff00ff00));
-    await flushDumbBlob(s.driver, fb, 50, 30, 10, 5);
-    expect(await s.display.waitFor(DisplayMsg.UPDATE, (e) => e.width === 10)).toMatchObject({ x: 50, y: 30, width: 10, height: 5 });
-    expect(s.display.pixel(0, 50, 30)).toBe(0xff00ff00);
-    expect(s.display.pixel(0, 59, 34)).toBe(0xff00ff00);
-    expect(s.display.pixel(0, 60, 34)).toBe(pattern[34 * W + 60]);
-    expect(s.display.pixel(0, 49, 30)).toBe(pattern[30 * W + 49]);
+    await flushDumbBlob(d.s.driver, fb, 50, 30, 10, 5);
+    expect(await d.s.display.waitFor(DisplayMsg.UPDATE, (e) => e.width === 10)).toMatchObject({ x: 50, y: 30, width: 10, height: 5 });
+    expect(d.s.display.pixel(0, 50, 30)).toBe(0xff00ff00);
+    expect(d.s.display.pixel(0, 59, 34)).toBe(0xff00ff00);
+    expect(d.s.display.pixel(0, 60, 34)).toBe(pattern[34 * W + 60]);
+    expect(d.s.display.pixel(0, 49, 30)).toBe(pattern[30 * W + 49]);
   });
 
   it('page flips between two blobs; the unreffed one leaves the scanout', async () => {
     const W = 64, H = 64;
-    const a = await createDumbBlob(s.driver, 10, W, H), b = await createDumbBlob(s.driver, 11, W, H);
+    const a = await createDumbBlob(d.s.driver, 10, W, H), b = await createDumbBlob(d.s.driver, 11, W, H);
     writeBlobPixels(a, 0, 0, W, H, new Uint32Array(W * H).fill(0xff0000aa));
     writeBlobPixels(b, 0, 0, W, H, new Uint32Array(W * H).fill(0xff00bb00));
-    await scanoutDumbBlob(s.driver, a);
-    await s.display.waitFor(DisplayMsg.SCANOUT, (e) => e.width === W);
-    await s.display.waitFor(DisplayMsg.UPDATE, (e) => e.width === W);
-    expect(s.display.pixel(0, 5, 5)).toBe(0xff0000aa);
-    s.display.clearEvents();
-    const scanouts = s.display.count(DisplayMsg.SCANOUT);
-    await scanoutDumbBlob(s.driver, b);
-    await flushDumbBlob(s.driver, b, 0, 0, W, H);
-    await s.display.waitFor(DisplayMsg.UPDATE, (e) => e.width === W);
-    expect(s.display.pixel(0, 5, 5)).toBe(0xff00bb00);
-    expect(s.display.count(DisplayMsg.SCANOUT)).toBe(scanouts); // same size: no new surface
-    expect(await type(s.driver.resourceUnref(11))).toBe(GpuResp.OK_NODATA);
-    expect(await s.display.waitFor(DisplayMsg.SCANOUT)).toMatchObject({ scanoutId: 0, width: 0, height: 0 });
-    expect(await type(s.driver.resourceUnref(10))).toBe(GpuResp.OK_NODATA);
+    await scanoutDumbBlob(d.s.driver, a);
+    await d.s.display.waitFor(DisplayMsg.SCANOUT, (e) => e.width === W);
+    await d.s.display.waitFor(DisplayMsg.UPDATE, (e) => e.width === W);
+    expect(d.s.display.pixel(0, 5, 5)).toBe(0xff0000aa);
+    d.s.display.clearEvents();
+    const scanouts = d.s.display.count(DisplayMsg.SCANOUT);
+    await scanoutDumbBlob(d.s.driver, b);
+    await flushDumbBlob(d.s.driver, b, 0, 0, W, H);
+    await d.s.display.waitFor(DisplayMsg.UPDATE, (e) => e.width === W);
+    expect(d.s.display.pixel(0, 5, 5)).toBe(0xff00bb00);
+    expect(d.s.display.count(DisplayMsg.SCANOUT)).toBe(scanouts); // same size: no new surface
+    expect(await type(d.s.driver.resourceUnref(11))).toBe(GpuResp.OK_NODATA);
+    expect(await d.s.display.waitFor(DisplayMsg.SCANOUT)).toMatchObject({ scanoutId: 0, width: 0, height: 0 });
+    expect(await type(d.s.driver.resourceUnref(10))).toBe(GpuResp.OK_NODATA);
   });
 
   it('every 2D format, with a padded stride, a plane offset and a partial rectangle', async () => {
@@ -99,71 +85,71 @@ describe('blob resources through the test frontend (vhost-gpu, 2D mode)', () => 
       [GpuFormat.X8B8G8R8_UNORM, 0x11443322], [GpuFormat.A8B8G8R8_UNORM, 0x11443322],
     ];
     const W = 48, H = 24, stride = 4096, offset = 8192 + 64;
-    const r = await s.driver.createBlob({ resourceId: 20, blobMem: BlobMem.GUEST, blobFlags: SHAREABLE, size: offset + stride * H, backing: true });
+    const r = await d.s.driver.createBlob({ resourceId: 20, blobMem: BlobMem.GUEST, blobFlags: SHAREABLE, size: offset + stride * H, backing: true });
     expect(r.type).toBe(GpuResp.OK_NODATA);
     const backing = (r as { backing: import('../frontend/index.js').ScatterBuffer }).backing;
     const row = new Uint8Array(W * 4).map((_, i) => [0x11, 0x22, 0x33, 0x44][i % 4]);
     for (let y = 0; y < H; y++) backing.write(offset + y * stride, row);
     for (const [format, want] of cases) {
-      s.display.clearEvents();
+      d.s.display.clearEvents();
       // Show 20x10 at (8, 4) of the framebuffer.
-      expect(await type(s.driver.setScanoutBlob({ scanoutId: 0, resourceId: 20, width: W, height: H, format, strides: [stride], offsets: [offset], x: 8, y: 4, rectWidth: 20, rectHeight: 10 }))).toBe(GpuResp.OK_NODATA);
-      const u = await s.display.waitFor(DisplayMsg.UPDATE);
+      expect(await type(d.s.driver.setScanoutBlob({ scanoutId: 0, resourceId: 20, width: W, height: H, format, strides: [stride], offsets: [offset], x: 8, y: 4, rectWidth: 20, rectHeight: 10 }))).toBe(GpuResp.OK_NODATA);
+      const u = await d.s.display.waitFor(DisplayMsg.UPDATE);
       expect(u).toMatchObject({ x: 0, y: 0, width: 20, height: 10 });
-      expect([format, s.display.pixel(0, 0, 0), s.display.pixel(0, 19, 9)]).toEqual([format, want, want]);
+      expect([format, d.s.display.pixel(0, 0, 0), d.s.display.pixel(0, 19, 9)]).toEqual([format, want, want]);
     }
-    expect(await type(s.driver.resourceUnref(20))).toBe(GpuResp.OK_NODATA);
+    expect(await type(d.s.driver.resourceUnref(20))).toBe(GpuResp.OK_NODATA);
   });
 
   it('the cursor from a blob (its first 64x64 pixels)', async () => {
-    const cur = await createDumbBlob(s.driver, 30, 64, 64);
+    const cur = await createDumbBlob(d.s.driver, 30, 64, 64);
     writeBlobPixels(cur, 0, 0, 64, 64, new Uint32Array(64 * 64).fill(0x80402010));
-    await s.driver.updateCursor(0, 100, 50, 30, 2, 3); // the cursor queue answers nothing
-    const e = await s.display.waitFor(DisplayMsg.CURSOR_UPDATE);
+    await d.s.driver.updateCursor(0, 100, 50, 30, 2, 3); // the cursor queue answers nothing
+    const e = await d.s.display.waitFor(DisplayMsg.CURSOR_UPDATE);
     expect(e).toMatchObject({ scanoutId: 0, x: 100, y: 50, hotX: 2, hotY: 3 });
     expect(new Uint32Array(e.image!.buffer, e.image!.byteOffset, 64 * 64)[4095]).toBe(0x80402010);
-    expect(await type(s.driver.resourceUnref(30))).toBe(GpuResp.OK_NODATA);
+    expect(await type(d.s.driver.resourceUnref(30))).toBe(GpuResp.OK_NODATA);
   });
 
   it('UUIDs for shareable blobs; DETACH_BACKING refused; TRANSFER is accepted', async () => {
-    await createDumbBlob(s.driver, 40, 16, 16);
-    const u = await s.driver.assignUuid(40);
+    await createDumbBlob(d.s.driver, 40, 16, 16);
+    const u = await d.s.driver.assignUuid(40);
     expect(u.type).toBe(GpuResp.OK_RESOURCE_UUID);
     expect(u.uuid.some((b) => b !== 0)).toBe(true);
-    expect(await type(s.driver.createBlob({ resourceId: 41, blobMem: BlobMem.GUEST, blobFlags: 0, size: 4096, backing: true }))).toBe(GpuResp.OK_NODATA);
-    expect(await type(s.driver.assignUuid(41))).toBe(GpuResp.ERR_INVALID_PARAMETER);
-    expect(await type(s.driver.detachBacking(40))).toBe(GpuResp.ERR_UNSPEC);
-    expect(await type(s.driver.transferToHost2d(40, 0, 0, 16, 16, { offset: 0 }))).toBe(GpuResp.OK_NODATA);
-    for (const id of [40, 41]) expect(await type(s.driver.resourceUnref(id))).toBe(GpuResp.OK_NODATA);
+    expect(await type(d.s.driver.createBlob({ resourceId: 41, blobMem: BlobMem.GUEST, blobFlags: 0, size: 4096, backing: true }))).toBe(GpuResp.OK_NODATA);
+    expect(await type(d.s.driver.assignUuid(41))).toBe(GpuResp.ERR_INVALID_PARAMETER);
+    expect(await type(d.s.driver.detachBacking(40))).toBe(GpuResp.ERR_UNSPEC);
+    expect(await type(d.s.driver.transferToHost2d(40, 0, 0, 16, 16, { offset: 0 }))).toBe(GpuResp.OK_NODATA);
+    for (const id of [40, 41]) expect(await type(d.s.driver.resourceUnref(id))).toBe(GpuResp.OK_NODATA);
   });
 
   it('without SHMEM (QEMU 10) MAP_BLOB is refused, and without contexts there is no host memory', async () => {
-    await createDumbBlob(s.driver, 50, 16, 16);
-    expect((await s.driver.mapBlob(50, 0)).type).toBe(GpuResp.ERR_UNSPEC);
-    expect(await type(s.driver.unmapBlob(50))).toBe(GpuResp.ERR_INVALID_PARAMETER);
-    expect((await s.driver.mapBlob(99, 0)).type).toBe(GpuResp.ERR_UNSPEC);
+    await createDumbBlob(d.s.driver, 50, 16, 16);
+    expect((await d.s.driver.mapBlob(50, 0)).type).toBe(GpuResp.ERR_UNSPEC);
+    expect(await type(d.s.driver.unmapBlob(50))).toBe(GpuResp.ERR_INVALID_PARAMETER);
+    expect((await d.s.driver.mapBlob(99, 0)).type).toBe(GpuResp.ERR_UNSPEC);
     // No capsets offered (pure 2D): VIRGL is not negotiated, so host memory is refused.
-    expect(await type(s.driver.createBlob({ resourceId: 51, blobMem: BlobMem.HOST3D, blobFlags: MAPPABLE, size: 65536, blobId: 1 }, { ctxId: 1 }))).toBe(GpuResp.ERR_INVALID_PARAMETER);
-    expect(await type(s.driver.resourceUnref(50))).toBe(GpuResp.OK_NODATA);
+    expect(await type(d.s.driver.createBlob({ resourceId: 51, blobMem: BlobMem.HOST3D, blobFlags: MAPPABLE, size: 65536, blobId: 1 }, { ctxId: 1 }))).toBe(GpuResp.ERR_INVALID_PARAMETER);
+    expect(await type(d.s.driver.resourceUnref(50))).toBe(GpuResp.OK_NODATA);
   });
 
   it('bad sizes, offsets, ids and flags get error answers; the device goes on', async () => {
-    const blob = (resourceId: number, size: number, more: Partial<Parameters<typeof s.driver.createBlob>[0]> = {}) =>
-      type(s.driver.createBlob({ resourceId, blobMem: BlobMem.GUEST, blobFlags: SHAREABLE, size, backing: true, ...more }));
+    const blob = (resourceId: number, size: number, more: Partial<Parameters<typeof d.s.driver.createBlob>[0]> = {}) =>
+      type(d.s.driver.createBlob({ resourceId, blobMem: BlobMem.GUEST, blobFlags: SHAREABLE, size, backing: true, ...more }));
     expect(await blob(0, 4096)).toBe(GpuResp.ERR_INVALID_RESOURCE_ID);
-    expect(await blob(60, 0, { backing: [{ gpa: s.ram.alloc(4096, 4096), len: 4096 }] })).toBe(GpuResp.ERR_INVALID_PARAMETER);
+    expect(await blob(60, 0, { backing: [{ gpa: d.s.ram.alloc(4096, 4096), len: 4096 }] })).toBe(GpuResp.ERR_INVALID_PARAMETER);
     expect(await blob(60, 4096, { blobFlags: 0x10 })).toBe(GpuResp.ERR_INVALID_PARAMETER);
     expect(await blob(60, 4096, { blobMem: 7 })).toBe(GpuResp.ERR_INVALID_PARAMETER);
     expect(await blob(60, 4096, { blobId: 3 })).toBe(GpuResp.ERR_INVALID_PARAMETER);
     // size beyond what the entries hold, and a size of 2^64 - 1.
-    expect(await blob(60, 8192, { backing: [{ gpa: s.ram.alloc(4096, 4096), len: 4096 }] })).toBe(GpuResp.ERR_INVALID_PARAMETER);
-    expect(await blob(60, 2 ** 64 - 1, { backing: [{ gpa: s.ram.alloc(4096, 4096), len: 4096 }] })).toBe(GpuResp.ERR_INVALID_PARAMETER);
+    expect(await blob(60, 8192, { backing: [{ gpa: d.s.ram.alloc(4096, 4096), len: 4096 }] })).toBe(GpuResp.ERR_INVALID_PARAMETER);
+    expect(await blob(60, 2 ** 64 - 1, { backing: [{ gpa: d.s.ram.alloc(4096, 4096), len: 4096 }] })).toBe(GpuResp.ERR_INVALID_PARAMETER);
     // An entry outside guest memory.
     expect(await blob(60, 4096, { backing: [{ gpa: 0x7000_0000_0000, len: 4096 }] })).toBe(GpuResp.ERR_INVALID_PARAMETER);
-    const fb = await createDumbBlob(s.driver, 61, 32, 32);
+    const fb = await createDumbBlob(d.s.driver, 61, 32, 32);
     expect(await blob(61, 4096)).toBe(GpuResp.ERR_INVALID_RESOURCE_ID);
-    const scan = (p: Partial<Parameters<typeof s.driver.setScanoutBlob>[0]>) =>
-      type(s.driver.setScanoutBlob({ scanoutId: 0, resourceId: 61, width: 32, height: 32, format: GpuFormat.B8G8R8X8_UNORM, ...p }));
+    const scan = (p: Partial<Parameters<typeof d.s.driver.setScanoutBlob>[0]>) =>
+      type(d.s.driver.setScanoutBlob({ scanoutId: 0, resourceId: 61, width: 32, height: 32, format: GpuFormat.B8G8R8X8_UNORM, ...p }));
     expect(await scan({ scanoutId: 16 })).toBe(GpuResp.ERR_INVALID_SCANOUT_ID);
     expect(await scan({ resourceId: 62 })).toBe(GpuResp.ERR_INVALID_RESOURCE_ID);
     expect(await scan({ format: 5 })).toBe(GpuResp.ERR_INVALID_PARAMETER);
@@ -175,16 +161,16 @@ describe('blob resources through the test frontend (vhost-gpu, 2D mode)', () => 
     expect(await scan({ x: 0xffff_ffff, rectWidth: 2 })).toBe(GpuResp.ERR_INVALID_PARAMETER);
     expect(await scan({ width: 0 })).toBe(GpuResp.ERR_INVALID_PARAMETER);
     expect(await scan({ width: 0x8000_0000 })).toBe(GpuResp.ERR_INVALID_PARAMETER);
-    expect(await type(s.driver.setScanout(0, 61, 0, 0, 32, 32))).toBe(GpuResp.ERR_INVALID_PARAMETER); // not SET_SCANOUT
-    expect(await type(s.driver.resourceFlush(61, 0xffff_ffff, 0xffff_ffff, 0xffff_ffff, 0xffff_ffff))).toBe(GpuResp.OK_NODATA); // clipped away
-    expect(await type(s.driver.resourceFlush(62, 0, 0, 1, 1))).toBe(GpuResp.ERR_INVALID_RESOURCE_ID);
-    expect((await s.driver.mapBlob(61, 0x1000_0000_0001)).type).toBe(GpuResp.ERR_UNSPEC);
-    expect(await type(s.driver.attachBacking(61, 4096))).toBe(GpuResp.ERR_UNSPEC); // has its pages
-    await scanoutDumbBlob(s.driver, fb);
-    expect(await type(s.driver.resourceUnref(61))).toBe(GpuResp.OK_NODATA);
-    expect(await type(s.driver.resourceUnref(61))).toBe(GpuResp.ERR_INVALID_RESOURCE_ID);
-    expect((await s.driver.getDisplayInfo()).type).toBe(GpuResp.OK_DISPLAY_INFO);
-    expect(backend.running).toBe(true);
-    expect(backend.stderr()).not.toMatch(/vhost-gpu error/);
+    expect(await type(d.s.driver.setScanout(0, 61, 0, 0, 32, 32))).toBe(GpuResp.ERR_INVALID_PARAMETER); // not SET_SCANOUT
+    expect(await type(d.s.driver.resourceFlush(61, 0xffff_ffff, 0xffff_ffff, 0xffff_ffff, 0xffff_ffff))).toBe(GpuResp.OK_NODATA); // clipped away
+    expect(await type(d.s.driver.resourceFlush(62, 0, 0, 1, 1))).toBe(GpuResp.ERR_INVALID_RESOURCE_ID);
+    expect((await d.s.driver.mapBlob(61, 0x1000_0000_0001)).type).toBe(GpuResp.ERR_UNSPEC);
+    expect(await type(d.s.driver.attachBacking(61, 4096))).toBe(GpuResp.ERR_UNSPEC); // has its pages
+    await scanoutDumbBlob(d.s.driver, fb);
+    expect(await type(d.s.driver.resourceUnref(61))).toBe(GpuResp.OK_NODATA);
+    expect(await type(d.s.driver.resourceUnref(61))).toBe(GpuResp.ERR_INVALID_RESOURCE_ID);
+    expect((await d.s.driver.getDisplayInfo()).type).toBe(GpuResp.OK_DISPLAY_INFO);
+    expect(d.backend.running).toBe(true);
+    expect(d.backend.stderr()).not.toMatch(/vhost-gpu error/);
   });
 });

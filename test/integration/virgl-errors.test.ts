@@ -4,18 +4,13 @@
  * the coordinator (the library never sees them: no "failed" line from it); what only the library
  * can refuse is answered with its result.
  */
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startBackend, connectFrontend, GpuResp } from '../frontend/index.js';
-import type { BackendProcess, FrontendSession } from '../frontend/index.js';
+import { describe, it, expect, beforeAll } from 'vitest';
+import { GpuResp } from '../frontend/index.js';
 import type { Transfer3dParams } from '../frontend/gpu-protocol.js';
-import { packagePath } from '../../src/package-path.js';
+import { useDaemon } from './daemon-fixture.js';
 import { bytesOf, clear, hdr, tex2d, BIND_RT_SAMPLER, B8G8R8A8 } from '../unit/virgl-helpers.js';
 
 const MiB = 1024 * 1024;
-const BIN = packagePath('bin/vhost-gpu.js');
 const W = 32, H = 16;
 const TEX = 10, VOL = 11, LOOSE = 12;
 const VOL_W = 8, VOL_H = 8, VOL_D = 4; // PIPE_TEXTURE_3D with two levels: level 1 is 4x4x2
@@ -48,28 +43,17 @@ const OUTSIDE: Array<[string, Transfer3dParams]> = [
 ];
 
 describe('--gpu-mode virglrenderer refusals', () => {
-  let dir: string;
-  let backend: BackendProcess;
-  let s: FrontendSession;
+  const d = useDaemon('virgl-errors', ['--gpu-mode', 'virglrenderer'], { ram: { size: 64 * MiB }, features: { virgl: true, contextInit: true } });
   let fenceId = 100;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'vhost-gpu-virgl-errors-'));
-    backend = await startBackend([process.execPath, BIN, '--gpu-mode', 'virglrenderer', '--socket-path={socket}'], join(dir, 'gpu.sock'));
-    s = await connectFrontend(backend, { ram: { size: 64 * MiB }, features: { virgl: true, contextInit: true } });
-    expect((await s.driver.ctxCreate(1, { name: 'errors' })).type).toBe(GpuResp.OK_NODATA);
+    expect((await d.s.driver.ctxCreate(1, { name: 'errors' })).type).toBe(GpuResp.OK_NODATA);
     for (const r of [create(TEX, W, H), create(VOL, VOL_W, VOL_H, { target: PIPE_TEXTURE_3D, depth: VOL_D, lastLevel: 1 }), create(LOOSE, W, H)]) {
-      expect((await s.driver.resourceCreate3d(r)).type).toBe(GpuResp.OK_NODATA);
-      expect((await s.driver.attachBacking(r.resourceId, r.width * r.height * r.depth * 4)).type).toBe(GpuResp.OK_NODATA);
+      expect((await d.s.driver.resourceCreate3d(r)).type).toBe(GpuResp.OK_NODATA);
+      expect((await d.s.driver.attachBacking(r.resourceId, r.width * r.height * r.depth * 4)).type).toBe(GpuResp.OK_NODATA);
     }
-    expect((await s.driver.ctxAttach(1, TEX)).type).toBe(GpuResp.OK_NODATA);
-    expect((await s.driver.ctxAttach(1, VOL)).type).toBe(GpuResp.OK_NODATA);
-  });
-
-  afterAll(async () => {
-    s?.close();
-    await backend?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    expect((await d.s.driver.ctxAttach(1, TEX)).type).toBe(GpuResp.OK_NODATA);
+    expect((await d.s.driver.ctxAttach(1, VOL)).type).toBe(GpuResp.OK_NODATA);
   });
 
   it('answers valid transfers and a valid create OK, fenced or not', async () => {
@@ -81,61 +65,61 @@ describe('--gpu-mode virglrenderer refusals', () => {
     ];
     for (const p of valid) {
       for (const dir of ['transferToHost3d', 'transferFromHost3d'] as const) {
-        expect((await s.driver[dir](p, { ctxId: 1 })).type, `${dir} ${JSON.stringify(p)}`).toBe(GpuResp.OK_NODATA);
+        expect((await d.s.driver[dir](p, { ctxId: 1 })).type, `${dir} ${JSON.stringify(p)}`).toBe(GpuResp.OK_NODATA);
         const id = fenceId++;
-        expect(await s.driver[dir](p, { ctxId: 1, fenceId: id })).toMatchObject({ type: GpuResp.OK_NODATA, fenceId: BigInt(id) });
+        expect(await d.s.driver[dir](p, { ctxId: 1, fenceId: id })).toMatchObject({ type: GpuResp.OK_NODATA, fenceId: BigInt(id) });
       }
     }
-    expect((await s.driver.resourceCreate3d(create(20, W, H))).type).toBe(GpuResp.OK_NODATA);
-    expect(await s.driver.resourceCreate3d(create(21, W, H), { fenceId: fenceId++ })).toMatchObject({ type: GpuResp.OK_NODATA });
+    expect((await d.s.driver.resourceCreate3d(create(20, W, H))).type).toBe(GpuResp.OK_NODATA);
+    expect(await d.s.driver.resourceCreate3d(create(21, W, H), { fenceId: fenceId++ })).toMatchObject({ type: GpuResp.OK_NODATA });
   });
 
   it.each(OUTSIDE)('refuses a transfer with %s, both directions, fenced or not', async (_name, p) => {
     for (const dir of ['transferToHost3d', 'transferFromHost3d'] as const) {
-      expect((await s.driver[dir](p, { ctxId: 1 })).type, dir).toBe(GpuResp.ERR_INVALID_PARAMETER);
+      expect((await d.s.driver[dir](p, { ctxId: 1 })).type, dir).toBe(GpuResp.ERR_INVALID_PARAMETER);
       const id = fenceId++;
-      expect(await s.driver[dir](p, { ctxId: 1, fenceId: id }), dir).toMatchObject({ type: GpuResp.ERR_INVALID_PARAMETER, fenceId: BigInt(id) });
+      expect(await d.s.driver[dir](p, { ctxId: 1, fenceId: id }), dir).toMatchObject({ type: GpuResp.ERR_INVALID_PARAMETER, fenceId: BigInt(id) });
     }
     await settle();
-    expect(backend.stderr(), 'refused by the library, not the coordinator').not.toMatch(LIBRARY_REFUSED);
+    expect(d.backend.stderr(), 'refused by the library, not the coordinator').not.toMatch(LIBRARY_REFUSED);
   });
 
   it('refuses a transfer in a context the resource is not attached to', async () => {
     const p = { resourceId: LOOSE, box: box(1, 1) };
-    expect((await s.driver.transferToHost3d(p, { ctxId: 1 })).type).toBe(GpuResp.ERR_INVALID_RESOURCE_ID);
-    expect(await s.driver.transferFromHost3d(p, { ctxId: 1, fenceId: fenceId++ })).toMatchObject({ type: GpuResp.ERR_INVALID_RESOURCE_ID });
+    expect((await d.s.driver.transferToHost3d(p, { ctxId: 1 })).type).toBe(GpuResp.ERR_INVALID_RESOURCE_ID);
+    expect(await d.s.driver.transferFromHost3d(p, { ctxId: 1, fenceId: fenceId++ })).toMatchObject({ type: GpuResp.ERR_INVALID_RESOURCE_ID });
     // Without a context (as QEMU's 2D path) the resource is found.
-    expect((await s.driver.transferToHost3d(p)).type).toBe(GpuResp.OK_NODATA);
+    expect((await d.s.driver.transferToHost3d(p)).type).toBe(GpuResp.OK_NODATA);
   });
 
   it('refuses a resource of an unknown format, fenced or not, and the id stays free', async () => {
-    expect((await s.driver.resourceCreate3d(create(30, W, H, { format: 9999 }))).type).toBe(GpuResp.ERR_INVALID_PARAMETER);
-    expect(await s.driver.resourceCreate3d(create(30, W, H, { format: 9999 }), { fenceId: fenceId++ })).toMatchObject({ type: GpuResp.ERR_INVALID_PARAMETER });
-    expect((await s.driver.resourceCreate3d(create(30, W, H))).type).toBe(GpuResp.OK_NODATA);
+    expect((await d.s.driver.resourceCreate3d(create(30, W, H, { format: 9999 }))).type).toBe(GpuResp.ERR_INVALID_PARAMETER);
+    expect(await d.s.driver.resourceCreate3d(create(30, W, H, { format: 9999 }), { fenceId: fenceId++ })).toMatchObject({ type: GpuResp.ERR_INVALID_PARAMETER });
+    expect((await d.s.driver.resourceCreate3d(create(30, W, H))).type).toBe(GpuResp.OK_NODATA);
   });
 
   it('asked virglrenderer nothing it refused so far', async () => {
     await settle();
-    expect(backend.stderr()).not.toMatch(LIBRARY_REFUSED);
+    expect(d.backend.stderr()).not.toMatch(LIBRARY_REFUSED);
   });
 
   it('answers what only virglrenderer refuses with its result, fenced or not', async () => {
     // A texture with buffer bind flags: only the library knows its rules for binds and targets.
     const bad = create(40, W, H, { bind: 0 });
-    expect((await s.driver.resourceCreate3d(bad)).type).toBe(GpuResp.ERR_INVALID_PARAMETER);
+    expect((await d.s.driver.resourceCreate3d(bad)).type).toBe(GpuResp.ERR_INVALID_PARAMETER);
     const id = fenceId++;
-    expect(await s.driver.resourceCreate3d(bad, { fenceId: id })).toMatchObject({ type: GpuResp.ERR_INVALID_PARAMETER, fenceId: BigInt(id) });
+    expect(await d.s.driver.resourceCreate3d(bad, { fenceId: id })).toMatchObject({ type: GpuResp.ERR_INVALID_PARAMETER, fenceId: BigInt(id) });
     // The refused resource was forgotten: its id can be created again.
-    expect((await s.driver.resourceCreate3d(create(40, W, H, { bind: BIND_RT_SAMPLER, format: B8G8R8A8 }))).type).toBe(GpuResp.OK_NODATA);
+    expect((await d.s.driver.resourceCreate3d(create(40, W, H, { bind: BIND_RT_SAMPLER, format: B8G8R8A8 }))).type).toBe(GpuResp.OK_NODATA);
     // A command stream virglrenderer refuses, in a context of its own (it is then "in error").
-    expect((await s.driver.ctxCreate(2, { name: 'bad stream' })).type).toBe(GpuResp.OK_NODATA);
+    expect((await d.s.driver.ctxCreate(2, { name: 'bad stream' })).type).toBe(GpuResp.OK_NODATA);
     const junk = bytesOf([hdr(0xff, 0, 0)]);
-    expect((await s.driver.submit3d(2, junk)).type).toBe(GpuResp.ERR_INVALID_PARAMETER);
-    expect(await s.driver.submit3d(2, junk, { fenceId: fenceId++ })).toMatchObject({ type: GpuResp.ERR_INVALID_PARAMETER });
+    expect((await d.s.driver.submit3d(2, junk)).type).toBe(GpuResp.ERR_INVALID_PARAMETER);
+    expect(await d.s.driver.submit3d(2, junk, { fenceId: fenceId++ })).toMatchObject({ type: GpuResp.ERR_INVALID_PARAMETER });
     await settle();
-    expect(backend.stderr()).toMatch(LIBRARY_REFUSED);
+    expect(d.backend.stderr()).toMatch(LIBRARY_REFUSED);
     // A good stream elsewhere is still answered OK.
-    expect((await s.driver.submit3d(1, clear(TEX, [0, 0, 1, 1]))).type).toBe(GpuResp.OK_NODATA);
-    expect(await s.driver.submit3d(1, clear(TEX, [0, 1, 0, 1]), { fenceId: fenceId++ })).toMatchObject({ type: GpuResp.OK_NODATA });
+    expect((await d.s.driver.submit3d(1, clear(TEX, [0, 0, 1, 1]))).type).toBe(GpuResp.OK_NODATA);
+    expect(await d.s.driver.submit3d(1, clear(TEX, [0, 1, 0, 1]), { fenceId: fenceId++ })).toMatchObject({ type: GpuResp.OK_NODATA });
   });
 });

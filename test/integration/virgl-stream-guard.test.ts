@@ -3,68 +3,52 @@
  * `npm run fuzz -- --target virgl`): the coordinator refuses them with an error response and the
  * daemon lives on.
  */
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startBackend, connectFrontend, GpuResp } from '../frontend/index.js';
-import type { BackendProcess, FrontendSession } from '../frontend/index.js';
-import { packagePath } from '../../src/package-path.js';
+import { describe, it, expect, beforeAll } from 'vitest';
+import { GpuResp } from '../frontend/index.js';
+import { useDaemon } from './daemon-fixture.js';
 
 const MiB = 1024 * 1024;
-const BIN = packagePath('bin/vhost-gpu.js');
 const PIPE_BUFFER = 0, R8_UNORM = 64, BIND_CONSTANT_BUFFER = 1 << 6;
 /** VIRGL_CCMD_GET_MEMORY_INFO (50): one dword, the handle of the resource the info is written to. */
 const getMemoryInfo = (res: number) => new Uint8Array(Uint32Array.from([(50 | (1 << 16)) >>> 0, res]).buffer);
 
 describe('--gpu-mode virglrenderer: streams that would crash the library', () => {
-  let dir: string;
-  let backend: BackendProcess;
-  let s: FrontendSession;
+  const d = useDaemon('virgl-guard', ['--gpu-mode', 'virglrenderer'], { ram: { size: 64 * MiB }, features: { virgl: true, contextInit: true } });
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'vhost-gpu-virgl-guard-'));
-    backend = await startBackend([process.execPath, BIN, '--gpu-mode', 'virglrenderer', '--socket-path={socket}'], join(dir, 'gpu.sock'));
-    s = await connectFrontend(backend, { ram: { size: 64 * MiB }, features: { virgl: true, contextInit: true } });
-    expect((await s.driver.ctxCreate(1, { name: 'guard' })).type).toBe(GpuResp.OK_NODATA);
-  });
-
-  afterAll(async () => {
-    s?.close();
-    await backend?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    expect((await d.s.driver.ctxCreate(1, { name: 'guard' })).type).toBe(GpuResp.OK_NODATA);
   });
 
   const create = async (resourceId: number, width: number, backingBytes: number) => {
-    expect((await s.driver.resourceCreate3d({ resourceId, target: PIPE_BUFFER, format: R8_UNORM, bind: BIND_CONSTANT_BUFFER, width, height: 1 })).type).toBe(GpuResp.OK_NODATA);
-    if (backingBytes > 0) expect((await s.driver.attachBacking(resourceId, backingBytes)).type).toBe(GpuResp.OK_NODATA);
-    expect((await s.driver.ctxAttach(1, resourceId)).type).toBe(GpuResp.OK_NODATA);
+    expect((await d.s.driver.resourceCreate3d({ resourceId, target: PIPE_BUFFER, format: R8_UNORM, bind: BIND_CONSTANT_BUFFER, width, height: 1 })).type).toBe(GpuResp.OK_NODATA);
+    if (backingBytes > 0) expect((await d.s.driver.attachBacking(resourceId, backingBytes)).type).toBe(GpuResp.OK_NODATA);
+    expect((await d.s.driver.ctxAttach(1, resourceId)).type).toBe(GpuResp.OK_NODATA);
   };
 
   it('refuses GET_MEMORY_INFO into a resource without backing, and goes on', async () => {
     await create(10, 4096, 0);
-    const r = await s.driver.submit3d(1, getMemoryInfo(10));
+    const r = await d.s.driver.submit3d(1, getMemoryInfo(10));
     expect(r.type).toBe(GpuResp.ERR_INVALID_PARAMETER);
-    expect(backend.running).toBe(true);
-    expect((await s.driver.getDisplayInfo()).type).toBe(GpuResp.OK_DISPLAY_INFO);
+    expect(d.backend.running).toBe(true);
+    expect((await d.s.driver.getDisplayInfo()).type).toBe(GpuResp.OK_DISPLAY_INFO);
   });
 
   it('refuses GET_MEMORY_INFO into a backing smaller than the info', async () => {
     await create(11, 16, 16);
-    expect((await s.driver.submit3d(1, getMemoryInfo(11))).type).toBe(GpuResp.ERR_INVALID_PARAMETER);
-    expect(backend.running).toBe(true);
+    expect((await d.s.driver.submit3d(1, getMemoryInfo(11))).type).toBe(GpuResp.ERR_INVALID_PARAMETER);
+    expect(d.backend.running).toBe(true);
   });
 
   it('passes GET_MEMORY_INFO into a resource with enough backing', async () => {
     await create(12, 4096, 4096);
-    expect((await s.driver.submit3d(1, getMemoryInfo(12))).type).toBe(GpuResp.OK_NODATA);
-    expect(backend.running).toBe(true);
+    expect((await d.s.driver.submit3d(1, getMemoryInfo(12))).type).toBe(GpuResp.OK_NODATA);
+    expect(d.backend.running).toBe(true);
   });
 
   it('refuses it inside a longer stream too, after other commands', async () => {
     const nop = (n: number) => [0 | (n << 16), ...Array<number>(n).fill(0)];
     const words = [...nop(2), ...nop(0), (50 | (1 << 16)) >>> 0, 10];
-    expect((await s.driver.submit3d(1, new Uint8Array(Uint32Array.from(words).buffer))).type).toBe(GpuResp.ERR_INVALID_PARAMETER);
-    expect(backend.running).toBe(true);
+    expect((await d.s.driver.submit3d(1, new Uint8Array(Uint32Array.from(words).buffer))).type).toBe(GpuResp.ERR_INVALID_PARAMETER);
+    expect(d.backend.running).toBe(true);
   });
 });
