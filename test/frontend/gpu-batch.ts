@@ -32,6 +32,8 @@ export class CommandBatch implements CommandBatchState {
   private resolve: ((r: BatchResult) => void) | null = null;
   private timer: NodeJS.Timeout | null = null;
   private broken = false;
+  /** Positions of the queued commands not completed yet. */
+  private readonly unanswered = new Set<number>();
   private readonly allDone = () => this.done === this.queued;
 
   /**
@@ -118,7 +120,7 @@ export class CommandBatch implements CommandBatchState {
       this.timer = setTimeout(() => {
         this.resolve = null;
         this.broken = true; // late completions would corrupt a reused batch's counts
-        reject(new Error(`batch: ${this.done}/${this.queued} commands completed within ${timeoutMs} ms`));
+        reject(new Error(`batch: ${this.done}/${this.queued} commands completed within ${timeoutMs} ms (unanswered: #${[...this.unanswered].join(' #')})`));
       }, timeoutMs);
     });
     this.d.kickQueues(this.touched, this.allDone);
@@ -127,9 +129,10 @@ export class CommandBatch implements CommandBatchState {
   }
 
   /** @internal Called by the submitter for each completed command of this batch. */
-  onComplete(type: number, _usedLen: number, hasResp: boolean): void {
+  onComplete(pos: number, type: number, _usedLen: number, hasResp: boolean): void {
     if (this.broken) return;
     this.done++;
+    this.unanswered.delete(pos);
     if (hasResp && (type < GpuResp.OK_NODATA || type >= GpuResp.ERR_UNSPEC)) {
       if (this.errors++ === 0) this.firstErrorType = type;
     }
@@ -143,8 +146,8 @@ export class CommandBatch implements CommandBatchState {
   }
 
   private push(which: number, s: Slot, reqLen: number): this {
-    this.d.batchEnqueue(which, s, reqLen, this, this.indirect);
-    this.queued++;
+    this.d.batchEnqueue(which, s, reqLen, this, this.queued, this.indirect);
+    this.unanswered.add(this.queued++);
     this.touched |= which === CURSOR ? 2 : 1;
     return this;
   }
@@ -161,5 +164,6 @@ export class CommandBatch implements CommandBatchState {
     this.timer = null;
     this.resolve = null;
     this.queued = this.done = this.errors = this.firstErrorType = this.touched = 0;
+    this.unanswered.clear();
   }
 }

@@ -35,6 +35,8 @@ export interface Slot {
   timer: NodeJS.Timeout | null;
   after: ((r: GpuResponse) => void) | null;
   batch: CommandBatchState | null;
+  /** The command's position in its batch. */
+  batchPos: number;
 }
 
 interface QueueState {
@@ -49,8 +51,8 @@ interface QueueState {
 
 /** What a batch tracks; CommandBatch (gpu-batch.ts) implements it. */
 export interface CommandBatchState {
-  /** type: the response type (0 if the command had no response buffer, see hasResp). */
-  onComplete(type: number, usedLen: number, hasResp: boolean): void;
+  /** pos: the command's position in the batch; type: the response type (0 if the command had no response buffer, see hasResp). */
+  onComplete(pos: number, type: number, usedLen: number, hasResp: boolean): void;
 }
 
 export interface SubmitterOptions {
@@ -94,7 +96,7 @@ export class GpuSubmitter {
       slots.push({
         index: i, reqGpa, respGpa, reqAt: reqGpa, reqOff: this.ram.offsetOf(reqGpa, REQ_BYTES), tempReq: -1,
         respAt: respGpa, respOff: this.ram.offsetOf(respGpa, RESP_BYTES), tempResp: -1, respCap: 0,
-        kind: RespKind.NODATA, descs: 0, resolve: null, reject: null, timer: null, after: null, batch: null,
+        kind: RespKind.NODATA, descs: 0, resolve: null, reject: null, timer: null, after: null, batch: null, batchPos: 0,
       });
     }
     const st: QueueState = { q, slots, free: slots.map((s) => s.index).reverse(), headToSlot: new Int32Array(q.size).fill(-1), spaceWaiters: [], reserved: 0 };
@@ -201,8 +203,9 @@ export class GpuSubmitter {
   }
 
   /** @internal For batches: enqueue without kicking or a promise. */
-  batchEnqueue(which: number, s: Slot, reqLen: number, batch: CommandBatchState, indirect: boolean): void {
+  batchEnqueue(which: number, s: Slot, reqLen: number, batch: CommandBatchState, pos: number, indirect: boolean): void {
     s.batch = batch;
+    s.batchPos = pos;
     this.enqueue(which, s, reqLen, RespKind.NODATA, indirect ? INDIRECT : undefined);
   }
 
@@ -252,7 +255,7 @@ export class GpuSubmitter {
       const b = s.batch;
       s.batch = null;
       this.release(st, s);
-      b.onComplete(type, usedLen, hasResp);
+      b.onComplete(s.batchPos, type, usedLen, hasResp);
       return;
     }
     const resolve = s.resolve;

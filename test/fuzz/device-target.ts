@@ -243,9 +243,9 @@ export class DeviceTarget implements FuzzTarget {
     } catch (e) {
       await new Promise((resolve) => setTimeout(resolve, 100));
       if (!backend.running) return died(backend);
-      const sent = cmds.map((c) => {
+      const sent = cmds.map((c, i) => {
         const v = new DataView(c.bytes.buffer, c.bytes.byteOffset, c.bytes.byteLength);
-        return c.bytes.length >= 24 ? `0x${v.getUint32(0, true).toString(16)}/f${v.getUint32(4, true)}/ctx${v.getUint32(16, true)}/r${v.getUint8(20)}` : `short${c.bytes.length}`;
+        return `#${i}:` + (c.bytes.length >= 24 ? `0x${v.getUint32(0, true).toString(16)}/f${v.getUint32(4, true)}/ctx${v.getUint32(16, true)}/r${v.getUint8(20)}` : `short${c.bytes.length}`);
       });
       return { kind: 'hang', message: `${(e as Error).message} (batch: ${sent.join(' ')})\n${backend.stderr().slice(-2000)}` };
     }
