@@ -81,6 +81,23 @@ describe('--gpu-mode virglrenderer', () => {
     expect(order.indexOf('c1')).toBeLessThan(order.indexOf('c2'));
   });
 
+  it('completes a context\'s fences when another context is destroyed while they are in flight', async () => {
+    // virglrenderer 0.10.4 loses the fence its sync thread waits on (or crashes) when any context
+    // is destroyed meanwhile; the worker lets fences retire before it destroys a context.
+    const BIG = 30, S = 1024;
+    expect((await d.s.driver.resourceCreate3d(create3d(BIG, S, S))).type).toBe(GpuResp.OK_NODATA);
+    expect((await d.s.driver.ctxAttach(1, BIG)).type).toBe(GpuResp.OK_NODATA);
+    for (let round = 0; round < 20; round++) {
+      expect((await d.s.driver.ctxCreate(2)).type).toBe(GpuResp.OK_NODATA);
+      const fenced = [0, 1, 2, 3].map((i) => d.s.driver.submit3d(1, clear(BIG, [i / 4, 0, 1, 1]), { fenceId: 1000 + round * 8 + 2 * i, ringIdx: 0, timeoutMs: 3000 }));
+      fenced.push(d.s.driver.submit3d(1, clear(BIG, [0, 1, 0, 1]), { fenceId: 1001 + round * 8, timeoutMs: 3000 })); // global timeline
+      const destroyed = d.s.driver.ctxDestroy(2, { timeoutMs: 3000 });
+      const rs = await Promise.all([...fenced, destroyed]);
+      for (const r of rs) expect(r.type, `round ${round}`).toBe(GpuResp.OK_NODATA);
+    }
+    expect(d.backend.running).toBe(true);
+  });
+
   it('refuses unknown ids and an oversized submit with the right codes', async () => {
     expect((await d.s.driver.submit3d(99, clear(10, [0, 0, 0, 1]))).type).toBe(GpuResp.ERR_INVALID_CONTEXT_ID);
     expect((await d.s.driver.ctxAttach(1, 999)).type).toBe(GpuResp.ERR_INVALID_RESOURCE_ID);

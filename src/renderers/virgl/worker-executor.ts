@@ -22,6 +22,8 @@ const MAX_SEGMENTS = 16384;
 export interface FenceHooks {
   /** Report fences that already retired (before a context destroy drops the rest). */
   collect(): void;
+  /** Wait (bounded) until every fence created so far on any timeline has retired. */
+  quiesce(): void;
   /** A fence was created on timeline ctx (0 = global). */
   created(ctx: number, seq: number): void;
   /** Timeline ctx is gone. */
@@ -84,6 +86,9 @@ export class CommandExecutor {
       }
       case P.Cmd.DESTROY_CONTEXT:
         a = u32(P.DESTROY_CONTEXT.CTX);
+        // Destroying a context while virglrenderer's sync thread waits on a fence (of any
+        // context) loses or corrupts that fence in 0.10.4: let every fence retire first.
+        this.fences.quiesce();
         this.fences.collect(); // destroying drops the context's pending fences: report the finished ones first
         rc = n.virglContextDestroy(a);
         this.fences.forget(a);

@@ -6,6 +6,7 @@
  * fd turns readable when fences retire; without it, fences are polled on a short timer.
  */
 import { errnoName, native, VIRGL_GLOBAL_RING, type FdWatcher, type NativeAddon } from '../../native.js';
+import { log } from '../../log.js';
 import { SabRing } from '../sab-ring.js';
 import { RingWriter } from './ring-writer.js';
 import { CompletionWriter } from './worker-completions.js';
@@ -17,6 +18,9 @@ const EINVAL = -22;
 const DRAIN_BUDGET = 2048;
 /** Without a poll fd (no THREAD_SYNC), how often to poll while fences are outstanding. */
 const FENCE_POLL_MS = 1;
+/** How long a context destroy waits for outstanding fences to retire. */
+const QUIESCE_MS = 1000;
+const POLLIN = 1;
 
 export default async function virglWorker(init: P.VirglWorkerInit): Promise<P.VirglWorkerResult> {
   const n = native();
@@ -40,10 +44,11 @@ class VirglWorker implements FenceHooks {
   private stopped = false;
   private settle: ((r: P.VirglWorkerResult) => void) | null = null;
   private fail: ((e: unknown) => void) | null = null;
-  // Fallback polling only (no poll fd): newest created / signalled seq per timeline (0 = global).
+  // Newest created / signalled seq per timeline (0 = global): fences are out where they differ.
   private readonly createdSeq = new Map<number, number>();
   private readonly signalledSeq = new Map<number, number>();
   private pollTimer: NodeJS.Timeout | null = null;
+  private readonly sleeper = new Int32Array(new SharedArrayBuffer(4));
 
   constructor(private readonly n: NativeAddon, private readonly init: P.VirglWorkerInit) {
     this.cmd = new SabRing(init.commandRing);
@@ -161,14 +166,33 @@ class VirglWorker implements FenceHooks {
       const ctx = Number(t[i + 1]) === VIRGL_GLOBAL_RING ? 0 : Number(t[i]);
       const seq = Number(t[i + 2]);
       this.out.fenceEvent(P.Cpl.FENCE_SIGNALLED, 0, ctx, seq);
-      if (this.pollFd < 0) this.signalledSeq.set(ctx, seq);
+      this.signalledSeq.set(ctx, seq);
     }
   }
 
   created(ctx: number, seq: number): void {
-    if (this.pollFd >= 0) return;
     this.createdSeq.set(ctx, seq);
-    this.schedulePoll();
+    if (this.pollFd < 0) this.schedulePoll();
+  }
+
+  quiesce(): void {
+    const deadline = performance.now() + QUIESCE_MS;
+    for (;;) {
+      this.collect();
+      if (!this.outstanding()) return;
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        log.guest('virgl-quiesce', 'virgl worker: fences still outstanding after 1 s, destroying the context anyway');
+        return;
+      }
+      if (this.pollFd >= 0) this.n.pollFd(this.pollFd, POLLIN, Math.ceil(left));
+      else Atomics.wait(this.sleeper, 0, 0, FENCE_POLL_MS);
+    }
+  }
+
+  private outstanding(): boolean {
+    for (const [ctx, seq] of this.createdSeq) if (this.signalledSeq.get(ctx) !== seq) return true;
+    return false;
   }
 
   forget(ctx: number): void {
@@ -183,7 +207,7 @@ class VirglWorker implements FenceHooks {
       this.pollTimer = null;
       this.guarded(() => {
         this.collect();
-        for (const [ctx, seq] of this.createdSeq) if (this.signalledSeq.get(ctx) !== seq) return this.schedulePoll();
+        if (this.outstanding()) this.schedulePoll();
       });
     }, FENCE_POLL_MS);
   }
