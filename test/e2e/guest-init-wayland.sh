@@ -8,24 +8,14 @@ export PATH=/bin:/usr/bin
 
 . /etc/e2e-boot.sh
 
-i=0
-while [ ! -e /dev/dri/card0 ]; do
-  i=$((i + 1))
-  [ $i -le 600 ] || fail "no /dev/dri/card0 after 60s"
-  usleep 100000
-done
+wait_until 60 /dev/dri/card0 test -e /dev/dri/card0
 
 export XDG_RUNTIME_DIR=/tmp/xdg WAYLAND_DISPLAY=wayland-0
 mkdir -m 700 "$XDG_RUNTIME_DIR"
 wayland-proxy proxy "$XDG_RUNTIME_DIR/$WAYLAND_DISPLAY" &
 proxy=$!
-i=0
-while [ ! -S "$XDG_RUNTIME_DIR/$WAYLAND_DISPLAY" ]; do
-  i=$((i + 1))
-  kill -0 $proxy 2>/dev/null || fail "wayland-proxy exited before listening"
-  [ $i -le 300 ] || fail "no $XDG_RUNTIME_DIR/$WAYLAND_DISPLAY after 30s"
-  usleep 100000
-done
+# A proxy that failed has said so on the console, which ends the run on the host.
+wait_until 30 "$XDG_RUNTIME_DIR/$WAYLAND_DISPLAY" test -S "$XDG_RUNTIME_DIR/$WAYLAND_DISPLAY"
 
 say "wayland-info begin"
 wayland-info >/tmp/wayland-info.txt 2>&1

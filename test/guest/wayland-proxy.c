@@ -43,14 +43,14 @@ struct cd {
 	uint8_t cmd[sizeof(struct cd_send_receive) + MAX_DATA];
 };
 
-static uint32_t guest_ring(struct cd *c, volatile void **map, const char *what)
+/* A ring: one page of guest memory (a guest blob) the host writes into. */
+static struct virtgpu_create_blob guest_ring(struct cd *c, volatile void **map, const char *what)
 {
 	struct virtgpu_create_blob b = { .blob_mem = BLOB_MEM_GUEST, .blob_flags = BLOB_FLAG_MAPPABLE, .size = RING_BYTES };
 	xioctl(c->fd, IOCTL_CREATE_BLOB, &b, what);
 	*map = map_bo(c->fd, b.bo_handle, RING_BYTES, what);
 	memset((void *)*map, 0, RING_BYTES);
-	c->query_bo = b.bo_handle; /* the last one made; only the query ring's is used (cd_open) */
-	return b.res_handle;
+	return b;
 }
 
 /* CONTEXT_INIT (cross-domain, 2 rings), the query and channel rings, INIT with a Wayland channel. */
@@ -64,15 +64,15 @@ static void cd_open(struct cd *c, const char *path)
 	};
 	struct virtgpu_context_init ci = { .num_params = 2, .ctx_set_params = (uintptr_t)params };
 	xioctl(c->fd, IOCTL_CONTEXT_INIT, &ci, "CONTEXT_INIT cross-domain (capset 5), 2 rings");
-	volatile void *channel;
-	uint32_t channel_res = guest_ring(c, &channel, "RESOURCE_CREATE_BLOB guest (channel ring)");
-	c->channel = channel;
-	volatile void *query;
-	uint32_t query_res = guest_ring(c, &query, "RESOURCE_CREATE_BLOB guest (query ring)");
+	volatile void *query, *channel;
+	struct virtgpu_create_blob q = guest_ring(c, &query, "RESOURCE_CREATE_BLOB guest (query ring)");
+	struct virtgpu_create_blob ch = guest_ring(c, &channel, "RESOURCE_CREATE_BLOB guest (channel ring)");
 	c->query = query;
+	c->query_bo = q.bo_handle;
+	c->channel = channel;
 	struct cd_init init = {
 		.hdr = { .cmd = CD_CMD_INIT, .cmd_size = sizeof(init) },
-		.query_ring_id = query_res, .channel_ring_id = channel_res, .channel_type = CD_CHANNEL_TYPE_WAYLAND,
+		.query_ring_id = q.res_handle, .channel_ring_id = ch.res_handle, .channel_type = CD_CHANNEL_TYPE_WAYLAND,
 	};
 	execbuffer(c->fd, &init, sizeof(init), NULL, CD_QUERY_RING, 0, "EXECBUFFER CROSS_DOMAIN_CMD_INIT");
 }
