@@ -127,15 +127,18 @@ static void wait_fence(int fence)
 	close(fence);
 }
 
-static void write_all(int fd, const uint8_t *p, size_t len)
+/* Events to the client; 0 if it has hung up meanwhile (what is left for it then goes nowhere). */
+static int send_all(int fd, const uint8_t *p, size_t len)
 {
 	while (len) {
-		ssize_t n = write(fd, p, len);
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR) continue;
+		if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) return 0;
 		if (n <= 0) fail("write to the client");
 		p += n;
 		len -= (size_t)n;
 	}
+	return 1;
 }
 
 static int proxy(struct cd *c, const char *path)
@@ -156,7 +159,7 @@ static int proxy(struct cd *c, const char *path)
 			fail("poll");
 		}
 		if (p[0].revents) {
-			/* Room for a control message only to see that fds came: the host could not take them. */
+			/* Room for a control message only to see that fds came: they would need turning into blobs. */
 			char control[CMSG_SPACE(sizeof(int) * CD_MAX_IDENTIFIERS)];
 			struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
 			struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control) };
@@ -172,7 +175,7 @@ static int proxy(struct cd *c, const char *path)
 		if (p[1].revents) {
 			close(fence);
 			size_t n = cd_receive(c, buf);
-			write_all(client, buf, n);
+			if (!send_all(client, buf, n)) break;
 			received += n;
 			fence = cd_poll(c);
 		}
@@ -191,9 +194,11 @@ struct wl {
 	struct cd *cd;
 	uint8_t out[MAX_DATA];
 	size_t out_len, msg_start;
+	/* Events received; the first `used` bytes are the event last returned. */
 	uint8_t in[1 << 16];
-	size_t in_len;
+	size_t in_len, used;
 	uint32_t next_id;
+	uint32_t wm; /* the xdg_wm_base, once bound */
 };
 
 static void put(struct wl *w, uint32_t v)
@@ -235,25 +240,32 @@ static void flush(struct wl *w, const uint32_t *blobs, uint32_t nblobs)
 	w->out_len = 0;
 }
 
-/* The next event: its object, opcode and body (valid until the next call). */
-static const uint32_t *next_event(struct wl *w, uint32_t *obj, uint32_t *opcode, size_t *consumed)
+/*
+ * The next event: its object, opcode and body (valid until the next call). Pings of the
+ * xdg_wm_base, once bound, are answered here; a wl_display.error ends the program.
+ */
+static const uint32_t *next_event(struct wl *w, uint32_t *obj, uint32_t *opcode)
 {
-	memmove(w->in, w->in + *consumed, w->in_len - *consumed);
-	w->in_len -= *consumed;
-	*consumed = 0;
 	for (;;) {
+		memmove(w->in, w->in + w->used, w->in_len - w->used);
+		w->in_len -= w->used;
+		w->used = 0;
 		if (w->in_len >= 8) {
-			uint32_t hdr[2];
-			memcpy(hdr, w->in, 8);
-			size_t size = hdr[1] >> 16;
+			const uint32_t *m = (const uint32_t *)w->in;
+			size_t size = m[1] >> 16;
 			errno = 0;
 			if (size < 8 || size % 4) fail("event of %zu bytes", size);
 			if (w->in_len >= size) {
-				*obj = hdr[0];
-				*opcode = hdr[1] & 0xffff;
-				*consumed = size;
-				if (*obj == 1 && *opcode == 0) fail("wl_display.error: object %u code %u", ((uint32_t *)w->in)[2], ((uint32_t *)w->in)[3]);
-				return (const uint32_t *)(w->in + 8);
+				*obj = m[0];
+				*opcode = m[1] & 0xffff;
+				w->used = size;
+				if (*obj == 1 && *opcode == 0) fail("wl_display.error: object %u code %u", m[2], m[3]);
+				if (w->wm && *obj == w->wm && *opcode == 0) {
+					begin(w, w->wm, 3); put(w, m[2]); end(w);
+					flush(w, NULL, 0);
+					continue;
+				}
+				return m + 2;
 			}
 		}
 		if (w->in_len + MAX_DATA > sizeof(w->in)) fail("event buffer full");
@@ -279,7 +291,6 @@ static _Noreturn void shm(struct cd *c)
 	static struct wl w;
 	w.cd = c;
 	w.next_id = 2;
-	size_t used = 0;
 	uint32_t obj, op;
 	const uint32_t *body;
 
@@ -289,7 +300,7 @@ static _Noreturn void shm(struct cd *c)
 	begin(&w, 1, 0); put(&w, cb); end(&w);
 	flush(&w, NULL, 0);
 	uint32_t compositor_name = 0, shm_name = 0, wm_name = 0;
-	while (body = next_event(&w, &obj, &op, &used), !(obj == cb && op == 0)) {
+	while (body = next_event(&w, &obj, &op), !(obj == cb && op == 0)) {
 		if (obj != registry || op != 0) continue;
 		const char *iface = (const char *)(body + 2);
 		if (!strcmp(iface, "wl_compositor")) compositor_name = body[0];
@@ -323,7 +334,7 @@ static _Noreturn void shm(struct cd *c)
 
 	uint32_t compositor = wl_bind(&w, registry, compositor_name, "wl_compositor", 4);
 	uint32_t wshm = wl_bind(&w, registry, shm_name, "wl_shm", 1);
-	uint32_t wm = wl_bind(&w, registry, wm_name, "xdg_wm_base", 1);
+	uint32_t wm = w.wm = wl_bind(&w, registry, wm_name, "xdg_wm_base", 1);
 	uint32_t pool = w.next_id++, buffer = w.next_id++, surface = w.next_id++, xdg_surface = w.next_id++, toplevel = w.next_id++;
 	begin(&w, wshm, 0); put(&w, pool); put(&w, (uint32_t)size); end(&w); /* the fd is the identifier */
 	flush(&w, &img.res_handle, 1);
@@ -334,19 +345,9 @@ static _Noreturn void shm(struct cd *c)
 	begin(&w, surface, 6); end(&w);
 	flush(&w, NULL, 0);
 
-	/* The first configure is acked with the buffer attached; weston pings meanwhile. */
-	uint32_t serial;
-	for (;;) {
-		body = next_event(&w, &obj, &op, &used);
-		if (obj == wm && op == 0) {
-			begin(&w, wm, 3); put(&w, body[0]); end(&w);
-			flush(&w, NULL, 0);
-		}
-		if (obj == xdg_surface && op == 0) {
-			serial = body[0];
-			break;
-		}
-	}
+	/* The first configure is acked with the buffer attached. */
+	while (body = next_event(&w, &obj, &op), !(obj == xdg_surface && op == 0)) {}
+	uint32_t serial = body[0];
 	uint32_t frame = w.next_id++;
 	begin(&w, xdg_surface, 4); put(&w, serial); end(&w);
 	begin(&w, surface, 1); put(&w, buffer); put(&w, 0); put(&w, 0); end(&w);
@@ -354,7 +355,7 @@ static _Noreturn void shm(struct cd *c)
 	begin(&w, surface, 3); put(&w, frame); end(&w);
 	begin(&w, surface, 6); end(&w);
 	flush(&w, NULL, 0);
-	while (next_event(&w, &obj, &op, &used), !(obj == frame && op == 0)) {}
+	while (next_event(&w, &obj, &op), !(obj == frame && op == 0)) {}
 	printf("E2E: wayland-shm shown %ux%u stride=%u pool=%llu bytes (host3d res %u)\n", WIDTH, HEIGHT, stride,
 	       (unsigned long long)size, img.res_handle);
 	/* The window stays while the host takes weston's screenshot; the host then ends the VM. */
