@@ -84,32 +84,32 @@ fi
 # (no ld.so.cache needed), and the loader to its PT_INTERP path.
 multiarch=x86_64-linux-gnu
 libdir=/usr/lib/$multiarch
+# Programs with their ldd closure, dlopened libraries and data files to copy.
+user_programs=() user_dlopened=() user_data=()
 if [ "$flavour" = 3d ]; then
   # kmscube only: glmark2-es2-drm always picks the connector's largest mode,
   # which for virtio-gpu's EDID is 5120x2160, and its modeset then fails.
-  gl_programs=(/usr/bin/kmscube)
+  user_programs=(/usr/bin/kmscube)
   # Loaded with dlopen, so ldd of the program does not list them: Mesa's EGL
   # vendor library (named by glvnd's JSON below) and the gallium megadriver
   # under the name GBM/EGL look up for the virtio_gpu kernel driver
   # (<driver>_dri.so).
-  gl_dlopened=(libEGL_mesa.so.0 dri/virtio_gpu_dri.so)
+  user_dlopened=(libEGL_mesa.so.0 dri/virtio_gpu_dri.so)
   # Data files read at run time: glvnd's vendor list and Mesa's driconf.
-  gl_data=(/usr/share/glvnd/egl_vendor.d/50_mesa.json /usr/share/drirc.d)
-else
-  # wayland: libwayland-client and what it links, nothing loaded later.
-  gl_programs=(/usr/bin/wayland-info)
-  gl_dlopened=()
-  gl_data=()
+  user_data=(/usr/share/glvnd/egl_vendor.d/50_mesa.json /usr/share/drirc.d)
+elif [ "$flavour" = wayland ]; then
+  # libwayland-client and what it links, nothing loaded later.
+  user_programs=(/usr/bin/wayland-info)
 fi
 
-gl_manifest() {
+userspace_manifest() {
   local objs=() f name path
-  for f in "${gl_programs[@]}"; do
+  for f in "${user_programs[@]}"; do
     [ -x "$f" ] || die "$f missing (run VHOST_GPU_DEPS_TEST=1 scripts/install-system-deps.sh)"
     objs+=("$f")
     printf '%s\t%s\n' "$f" "$f"
   done
-  for f in "${gl_dlopened[@]}"; do
+  for f in "${user_dlopened[@]}"; do
     [ -e "$libdir/$f" ] || die "$libdir/$f missing (run VHOST_GPU_DEPS_TEST=1 scripts/install-system-deps.sh)"
     objs+=("$libdir/$f")
     printf '%s\t%s\n' "$libdir/$f" "$libdir/$f"
@@ -128,16 +128,16 @@ gl_manifest() {
       esac
     done
   done
-  for f in "${gl_data[@]}"; do
+  for f in "${user_data[@]}"; do
     [ -e "$f" ] || die "$f missing"
     find "$f" -type f -printf '%p\t%p\n'
   done
 }
 
 manifest=""
-if [ "$flavour" = 3d ] || [ "$flavour" = wayland ]; then
+if [ ${#user_programs[@]} -gt 0 ]; then
   # One line per guest path (the same library is reached both by name and via ldd).
-  manifest=$(gl_manifest | LC_ALL=C sort -u -t$'\t' -k1,1)
+  manifest=$(userspace_manifest | LC_ALL=C sort -u -t$'\t' -k1,1)
   [ -n "$manifest" ] || die "empty userspace manifest"
 fi
 
