@@ -189,6 +189,16 @@ static int proxy(struct cd *c, const char *path)
 #define WIDTH 64
 #define HEIGHT 48
 #define SHM_FORMAT_XRGB8888 1
+/* Opcodes (wayland.xml, xdg-shell.xml), as WL in test/integration/wayland-wire.ts; EV_ ones are events. */
+enum {
+	WL_DISPLAY = 1,
+	DISPLAY_SYNC = 0, DISPLAY_GET_REGISTRY = 1, DISPLAY_EV_ERROR = 0,
+	REGISTRY_BIND = 0, REGISTRY_EV_GLOBAL = 0, CALLBACK_EV_DONE = 0,
+	COMPOSITOR_CREATE_SURFACE = 0, SHM_CREATE_POOL = 0, SHM_POOL_CREATE_BUFFER = 0,
+	SURFACE_ATTACH = 1, SURFACE_DAMAGE = 2, SURFACE_FRAME = 3, SURFACE_COMMIT = 6,
+	WM_BASE_GET_XDG_SURFACE = 2, WM_BASE_PONG = 3, WM_BASE_EV_PING = 0,
+	XDG_SURFACE_GET_TOPLEVEL = 1, XDG_SURFACE_ACK_CONFIGURE = 4, XDG_SURFACE_EV_CONFIGURE = 0,
+};
 
 struct wl {
 	struct cd *cd;
@@ -259,9 +269,9 @@ static const uint32_t *next_event(struct wl *w, uint32_t *obj, uint32_t *opcode)
 				*obj = m[0];
 				*opcode = m[1] & 0xffff;
 				w->used = size;
-				if (*obj == 1 && *opcode == 0) fail("wl_display.error: object %u code %u", m[2], m[3]);
-				if (w->wm && *obj == w->wm && *opcode == 0) {
-					begin(w, w->wm, 3); put(w, m[2]); end(w);
+				if (*obj == WL_DISPLAY && *opcode == DISPLAY_EV_ERROR) fail("wl_display.error: object %u code %u", m[2], m[3]);
+				if (w->wm && *obj == w->wm && *opcode == WM_BASE_EV_PING) {
+					begin(w, w->wm, WM_BASE_PONG); put(w, m[2]); end(w);
 					flush(w, NULL, 0);
 					continue;
 				}
@@ -277,7 +287,7 @@ static const uint32_t *next_event(struct wl *w, uint32_t *obj, uint32_t *opcode)
 static uint32_t wl_bind(struct wl *w, uint32_t registry, uint32_t name, const char *iface, uint32_t version)
 {
 	uint32_t id = w->next_id++;
-	begin(w, registry, 0);
+	begin(w, registry, REGISTRY_BIND);
 	put(w, name);
 	put_str(w, iface);
 	put(w, version);
@@ -296,12 +306,12 @@ static _Noreturn void shm(struct cd *c)
 
 	/* wl_display.get_registry + sync: the globals we need, by name. */
 	uint32_t registry = w.next_id++, cb = w.next_id++;
-	begin(&w, 1, 1); put(&w, registry); end(&w);
-	begin(&w, 1, 0); put(&w, cb); end(&w);
+	begin(&w, WL_DISPLAY, DISPLAY_GET_REGISTRY); put(&w, registry); end(&w);
+	begin(&w, WL_DISPLAY, DISPLAY_SYNC); put(&w, cb); end(&w);
 	flush(&w, NULL, 0);
 	uint32_t compositor_name = 0, shm_name = 0, wm_name = 0;
-	while (body = next_event(&w, &obj, &op), !(obj == cb && op == 0)) {
-		if (obj != registry || op != 0) continue;
+	while (body = next_event(&w, &obj, &op), !(obj == cb && op == CALLBACK_EV_DONE)) {
+		if (obj != registry || op != REGISTRY_EV_GLOBAL) continue;
 		const char *iface = (const char *)(body + 2);
 		if (!strcmp(iface, "wl_compositor")) compositor_name = body[0];
 		else if (!strcmp(iface, "wl_shm")) shm_name = body[0];
@@ -336,26 +346,26 @@ static _Noreturn void shm(struct cd *c)
 	uint32_t wshm = wl_bind(&w, registry, shm_name, "wl_shm", 1);
 	uint32_t wm = w.wm = wl_bind(&w, registry, wm_name, "xdg_wm_base", 1);
 	uint32_t pool = w.next_id++, buffer = w.next_id++, surface = w.next_id++, xdg_surface = w.next_id++, toplevel = w.next_id++;
-	begin(&w, wshm, 0); put(&w, pool); put(&w, (uint32_t)size); end(&w); /* the fd is the identifier */
+	begin(&w, wshm, SHM_CREATE_POOL); put(&w, pool); put(&w, (uint32_t)size); end(&w); /* the fd is the identifier */
 	flush(&w, &img.res_handle, 1);
-	begin(&w, pool, 0); put(&w, buffer); put(&w, 0); put(&w, WIDTH); put(&w, HEIGHT); put(&w, stride); put(&w, SHM_FORMAT_XRGB8888); end(&w);
-	begin(&w, compositor, 0); put(&w, surface); end(&w);
-	begin(&w, wm, 2); put(&w, xdg_surface); put(&w, surface); end(&w);
-	begin(&w, xdg_surface, 1); put(&w, toplevel); end(&w);
-	begin(&w, surface, 6); end(&w);
+	begin(&w, pool, SHM_POOL_CREATE_BUFFER); put(&w, buffer); put(&w, 0); put(&w, WIDTH); put(&w, HEIGHT); put(&w, stride); put(&w, SHM_FORMAT_XRGB8888); end(&w);
+	begin(&w, compositor, COMPOSITOR_CREATE_SURFACE); put(&w, surface); end(&w);
+	begin(&w, wm, WM_BASE_GET_XDG_SURFACE); put(&w, xdg_surface); put(&w, surface); end(&w);
+	begin(&w, xdg_surface, XDG_SURFACE_GET_TOPLEVEL); put(&w, toplevel); end(&w);
+	begin(&w, surface, SURFACE_COMMIT); end(&w);
 	flush(&w, NULL, 0);
 
 	/* The first configure is acked with the buffer attached. */
-	while (body = next_event(&w, &obj, &op), !(obj == xdg_surface && op == 0)) {}
+	while (body = next_event(&w, &obj, &op), !(obj == xdg_surface && op == XDG_SURFACE_EV_CONFIGURE)) {}
 	uint32_t serial = body[0];
 	uint32_t frame = w.next_id++;
-	begin(&w, xdg_surface, 4); put(&w, serial); end(&w);
-	begin(&w, surface, 1); put(&w, buffer); put(&w, 0); put(&w, 0); end(&w);
-	begin(&w, surface, 2); put(&w, 0); put(&w, 0); put(&w, WIDTH); put(&w, HEIGHT); end(&w);
-	begin(&w, surface, 3); put(&w, frame); end(&w);
-	begin(&w, surface, 6); end(&w);
+	begin(&w, xdg_surface, XDG_SURFACE_ACK_CONFIGURE); put(&w, serial); end(&w);
+	begin(&w, surface, SURFACE_ATTACH); put(&w, buffer); put(&w, 0); put(&w, 0); end(&w);
+	begin(&w, surface, SURFACE_DAMAGE); put(&w, 0); put(&w, 0); put(&w, WIDTH); put(&w, HEIGHT); end(&w);
+	begin(&w, surface, SURFACE_FRAME); put(&w, frame); end(&w);
+	begin(&w, surface, SURFACE_COMMIT); end(&w);
 	flush(&w, NULL, 0);
-	while (next_event(&w, &obj, &op), !(obj == frame && op == 0)) {}
+	while (next_event(&w, &obj, &op), !(obj == frame && op == CALLBACK_EV_DONE)) {}
 	printf("E2E: wayland-shm shown %ux%u stride=%u pool=%llu bytes (host3d res %u)\n", WIDTH, HEIGHT, stride,
 	       (unsigned long long)size, img.res_handle);
 	/* The window stays while the host takes weston's screenshot; the host then ends the VM. */
