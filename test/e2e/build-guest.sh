@@ -2,7 +2,7 @@
 # Builds the e2e guest: the installed Debian kernel plus a tiny initramfs
 # (busybox-static, the virtio-pci + virtio-gpu modules, guest-init.sh as /init).
 #
-# Usage: build-guest.sh [--3d | --shmem]
+# Usage: build-guest.sh [--3d | --shmem | --wayland]
 #   (default)  2D guest: paints a pattern into /dev/fb0 (guest-init.sh).
 #   --shmem    blob mapping guest: test/guest/blob-map.c, built here with
 #              gcc -static, maps a cross-domain host3d blob through the
@@ -11,19 +11,24 @@
 #              virtio_gpu gallium driver, GBM, EGL, GLES) and Debian's kmscube
 #              with every shared library it loads; guest-init-3d.sh is /init.
 #              About 200 MB, uncompressed.
+#   --wayland  Wayland passthrough guest: test/guest/wayland-proxy.c (gcc
+#              -static) carries clients over a cross-domain channel, plus
+#              Debian's wayland-info with its shared libraries;
+#              guest-init-wayland.sh is /init.
 #
 # Output: test/e2e/.cache/guest-<kver>-<hash>/{vmlinuz,initramfs.cpio} (3D:
-# guest3d-<kver>-<hash>/, shmem: guestshm-<kver>-<hash>/); the directory path is the only thing printed on
+# guest3d-<kver>-<hash>/, shmem: guestshm-<kver>-<hash>/, wayland: guestwl-...); the directory path is the only thing printed on
 # stdout (progress goes to stderr). A directory that already exists for the
 # same key is reused as is, so repeated runs cost nothing. The key is the
 # kernel version plus a hash of this script, the init script and the busybox
-# binary (3D: also the path, size and mtime of every copied host file, so a
-# Mesa upgrade rebuilds; shmem: also blob-map.c).
+# binary (3D and wayland: also the path, size and mtime of every copied host
+# file, so a Mesa upgrade rebuilds; shmem and wayland: also the C sources).
 #
 # Env: E2E_KERNEL_VERSION to pick a kernel other than the newest installed one.
 # Needs: busybox-static, cpio, and xz/zstd/gzip only if the kernel ships
 # compressed modules (modules.dep is parsed here; no kmod tools are used).
-# --3d also needs ldd and the packages listed in scripts/install-system-deps.sh.
+# --3d and --wayland also need ldd and the packages listed in
+# scripts/install-system-deps.sh.
 set -euo pipefail
 shopt -s inherit_errexit  # so a die inside $(...) really stops the build
 
@@ -32,7 +37,8 @@ case "${1:-}" in
   "")   flavour=2d; prefix=guest;   init_src="$here/guest-init.sh" ;;
   --3d) flavour=3d; prefix=guest3d; init_src="$here/guest-init-3d.sh" ;;
   --shmem) flavour=shmem; prefix=guestshm; init_src="$here/guest-init-shmem.sh" ;;
-  *) echo "usage: $0 [--3d | --shmem]" >&2; exit 2 ;;
+  --wayland) flavour=wayland; prefix=guestwl; init_src="$here/guest-init-wayland.sh" ;;
+  *) echo "usage: $0 [--3d | --shmem | --wayland]" >&2; exit 2 ;;
 esac
 cache="$here/.cache"
 busybox=/bin/busybox
@@ -60,37 +66,50 @@ vmlinuz=/boot/vmlinuz-$kver
 [ -r "$moddir/modules.dep" ] || die "$moddir/modules.dep missing"
 [ -x "$busybox" ] || die "$busybox missing (install busybox-static)"
 command -v cpio >/dev/null || die "cpio missing"
-blob_map_src=$here/../guest/blob-map.c
-if [ "$flavour" = shmem ]; then
+# The static guest program each flavour compiles (with test/guest/virtgpu.h).
+guest_src=$here/../guest
+case "$flavour" in
+  shmem)   guest_prog=blob-map ;;
+  wayland) guest_prog=wayland-proxy ;;
+  *)       guest_prog="" ;;
+esac
+if [ -n "$guest_prog" ]; then
   command -v gcc >/dev/null || die "gcc missing (install build-essential)"
 fi
 
-# --- 3D: GL userspace manifest ---------------------------------------------
+# --- 3D and wayland: userspace manifest -------------------------------------
 # One "guest-path<TAB>host-path" line per file. The guest tree is not a merged
 # /usr (its /bin and /lib/modules come from the 2D layout), so every library
 # goes to /usr/lib/<multiarch>, which the dynamic loader searches by default
 # (no ld.so.cache needed), and the loader to its PT_INTERP path.
 multiarch=x86_64-linux-gnu
 libdir=/usr/lib/$multiarch
-# kmscube only: glmark2-es2-drm always picks the connector's largest mode,
-# which for virtio-gpu's EDID is 5120x2160, and its modeset then fails.
-gl_programs=(/usr/bin/kmscube)
-# Loaded with dlopen, so ldd of the program does not list them: Mesa's EGL
-# vendor library (named by glvnd's JSON below) and the gallium megadriver
-# under the name GBM/EGL look up for the virtio_gpu kernel driver
-# (<driver>_dri.so).
-gl_dlopened=(libEGL_mesa.so.0 dri/virtio_gpu_dri.so)
-# Data files read at run time: glvnd's vendor list and Mesa's driconf.
-gl_data=(/usr/share/glvnd/egl_vendor.d/50_mesa.json /usr/share/drirc.d)
+# Programs with their ldd closure, dlopened libraries and data files to copy.
+user_programs=() user_dlopened=() user_data=()
+if [ "$flavour" = 3d ]; then
+  # kmscube only: glmark2-es2-drm always picks the connector's largest mode,
+  # which for virtio-gpu's EDID is 5120x2160, and its modeset then fails.
+  user_programs=(/usr/bin/kmscube)
+  # Loaded with dlopen, so ldd of the program does not list them: Mesa's EGL
+  # vendor library (named by glvnd's JSON below) and the gallium megadriver
+  # under the name GBM/EGL look up for the virtio_gpu kernel driver
+  # (<driver>_dri.so).
+  user_dlopened=(libEGL_mesa.so.0 dri/virtio_gpu_dri.so)
+  # Data files read at run time: glvnd's vendor list and Mesa's driconf.
+  user_data=(/usr/share/glvnd/egl_vendor.d/50_mesa.json /usr/share/drirc.d)
+elif [ "$flavour" = wayland ]; then
+  # libwayland-client and what it links, nothing loaded later.
+  user_programs=(/usr/bin/wayland-info)
+fi
 
-gl_manifest() {
+userspace_manifest() {
   local objs=() f name path
-  for f in "${gl_programs[@]}"; do
+  for f in "${user_programs[@]}"; do
     [ -x "$f" ] || die "$f missing (run VHOST_GPU_DEPS_TEST=1 scripts/install-system-deps.sh)"
     objs+=("$f")
     printf '%s\t%s\n' "$f" "$f"
   done
-  for f in "${gl_dlopened[@]}"; do
+  for f in "${user_dlopened[@]}"; do
     [ -e "$libdir/$f" ] || die "$libdir/$f missing (run VHOST_GPU_DEPS_TEST=1 scripts/install-system-deps.sh)"
     objs+=("$libdir/$f")
     printf '%s\t%s\n' "$libdir/$f" "$libdir/$f"
@@ -109,21 +128,21 @@ gl_manifest() {
       esac
     done
   done
-  for f in "${gl_data[@]}"; do
+  for f in "${user_data[@]}"; do
     [ -e "$f" ] || die "$f missing"
     find "$f" -type f -printf '%p\t%p\n'
   done
 }
 
 manifest=""
-if [ "$flavour" = 3d ]; then
+if [ ${#user_programs[@]} -gt 0 ]; then
   # One line per guest path (the same library is reached both by name and via ldd).
-  manifest=$(gl_manifest | LC_ALL=C sort -u -t$'\t' -k1,1)
-  [ -n "$manifest" ] || die "empty GL manifest"
+  manifest=$(userspace_manifest | LC_ALL=C sort -u -t$'\t' -k1,1)
+  [ -n "$manifest" ] || die "empty userspace manifest"
 fi
 
 key=$( { cat "${BASH_SOURCE[0]}" "$init_src" "$here/guest-boot.sh" "$busybox"
-         [ "$flavour" != shmem ] || cat "$blob_map_src"
+         [ -z "$guest_prog" ] || cat "$guest_src/$guest_prog.c" "$guest_src/virtgpu.h"
          [ -z "$manifest" ] || cut -f2 <<<"$manifest" | xargs -d '\n' stat -L -c '%n %s %Y'
        } | sha256sum | cut -c1-16)
 out="$cache/$prefix-$kver-$key"
@@ -211,13 +230,13 @@ if [ -n "$manifest" ]; then
     mkdir -p "$root$(dirname "$dst")"
     cp -L "$src" "$root$dst"
   done <<<"$manifest"
-  log "GL userspace: $(wc -l <<<"$manifest") files, $(du -sh "$root/usr" | cut -f1)"
+  log "userspace: $(wc -l <<<"$manifest") files, $(du -sh "$root/usr" | cut -f1)"
 fi
 
-if [ "$flavour" = shmem ]; then
-  # Static: the guest has no libc. Warnings are errors, so a sloppy edit does not boot.
-  gcc -static -O2 -std=gnu11 -Wall -Wextra -Werror -o "$root/bin/blob-map" "$blob_map_src" \
-    || die "cannot build blob-map (gcc -static needs libc6-dev)"
+if [ -n "$guest_prog" ]; then
+  # Static: needs nothing from the image's libraries. Warnings are errors, so a sloppy edit does not boot.
+  gcc -static -O2 -std=gnu11 -Wall -Wextra -Werror -o "$root/bin/$guest_prog" "$guest_src/$guest_prog.c" \
+    || die "cannot build $guest_prog (gcc -static needs libc6-dev)"
 fi
 
 # newc cpio, uncompressed: ~3 MB (3D: ~200 MB, mostly libLLVM that Mesa's

@@ -15,6 +15,16 @@ fail() {
   dmesg | tail -n 40 | sed 's/^/E2E: dmesg: /'
   while :; do sleep 3600; done
 }
+# wait_until SECONDS WHAT CMD...: runs CMD every 0.1 s until it succeeds, or fails "no WHAT after SECONDS s".
+wait_until() {
+  local secs=$1 what=$2 i=0
+  shift 2
+  until "$@"; do
+    i=$((i + 1))
+    [ $i -le $((secs * 10)) ] || fail "no $what after ${secs}s"
+    usleep 100000
+  done
+}
 
 say "init started kernel=$(uname -r)"
 

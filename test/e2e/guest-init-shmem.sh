@@ -7,12 +7,7 @@ export PATH=/bin
 
 . /etc/e2e-boot.sh
 
-i=0
-while [ ! -e /dev/dri/card0 ]; do
-  i=$((i + 1))
-  [ $i -le 600 ] || fail "no /dev/dri/card0 after 60s"
-  usleep 100000
-done
+wait_until 60 /dev/dri/card0 test -e /dev/dri/card0
 
 # `quiet` hides KERN_INFO lines: relay the driver's own ("features: ...", "Host memory window").
 dmesg | grep -iE 'virtio[-_]gpu|\[drm\]' | sed 's/^/E2E: dmesg: /'

@@ -7,7 +7,9 @@
 // Three guest images: '2d' (default; paints a pattern into /dev/fb0), '3d'
 // (virgl: runs kmscube on the guest's Mesa, see guest-init-3d.sh) and 'shmem'
 // (blob-map maps a cross-domain host3d blob and trades a pattern with the
-// host, see guest-init-shmem.sh). Three device set-ups: 'vhost-user' (default;
+// host, see guest-init-shmem.sh), plus 'wayland' (wayland-proxy carries
+// wayland-info and a wl_shm client to the host's weston over a cross-domain
+// channel, see guest-init-wayland.sh). Three device set-ups: 'vhost-user' (default;
 // an external backend process), 'in-process-gl' (QEMU's own virtio-gpu-gl-pci
 // with virglrenderer, rendering with the host's Mesa llvmpipe through
 // egl-headless: the 3D reference) and 'vhost-user-test-device' (QEMU 11.1's
@@ -42,6 +44,8 @@ export const PATTERN_MARKER = 'E2E: pattern written';
 export const GL_DONE_MARKER = 'E2E: gl done';
 /** Printed by guest-init-shmem.sh once blob-map has succeeded, just before it powers off. */
 export const SHMEM_DONE_MARKER = 'E2E: blob-map done';
+/** Printed by wayland-proxy's shm client once weston has presented its buffer; the window then stays. */
+export const WAYLAND_SHOWN_MARKER = /E2E: wayland-shm shown (\d+)x(\d+)[^\n]*/;
 /** Printed by guest-init.sh on any failure; no point waiting any longer. */
 export const FAIL_MARKER = /E2E: FAIL[^\n]*/;
 /**
@@ -64,7 +68,7 @@ export interface Screenshot {
   rgb: Uint8Array;
 }
 
-export type GuestImage = '2d' | '3d' | 'shmem';
+export type GuestImage = '2d' | '3d' | 'shmem' | 'wayland';
 export type GpuDevice = 'vhost-user' | 'in-process-gl' | 'vhost-user-test-device';
 
 /** What a SerialHook's run gets. */
@@ -118,7 +122,8 @@ export interface RunGuestOptions {
   timeoutMs?: number;
   /**
    * Serial output that means "ready for the screendump". Default:
-   * PATTERN_MARKER (2d), GL_DONE_MARKER (3d), SHMEM_DONE_MARKER (shmem).
+   * PATTERN_MARKER (2d), GL_DONE_MARKER (3d), SHMEM_DONE_MARKER (shmem),
+   * WAYLAND_SHOWN_MARKER (wayland).
    */
   marker?: string | RegExp;
   /** Host-side steps the guest waits for before it prints the marker. */
@@ -211,6 +216,10 @@ async function beforeDeadline<T>(p: Promise<T>, deadline: number, what: string):
   }
 }
 
+const DEFAULT_MARKERS: Record<GuestImage, string | RegExp> = {
+  '2d': PATTERN_MARKER, '3d': GL_DONE_MARKER, shmem: SHMEM_DONE_MARKER, wayland: WAYLAND_SHOWN_MARKER,
+};
+
 const guestPromises = new Map<GuestImage, Promise<{ kernel: string; initrd: string }>>();
 
 /** Runs build-guest.sh once per process and image (it is a no-op when cached). */
@@ -218,7 +227,7 @@ export function buildGuest(guest: GuestImage = '2d'): Promise<{ kernel: string; 
   let guestPromise = guestPromises.get(guest);
   if (guestPromise) return guestPromise;
   guestPromise = (async () => {
-    const flag = guest === '3d' ? ['--3d'] : guest === 'shmem' ? ['--shmem'] : [];
+    const flag = guest === '2d' ? [] : [`--${guest}`];
     const { stdout } = await execFileP('bash', [join(here, 'build-guest.sh'), ...flag], {
       // The 3D image copies ~220 MB; allow for a slow disk.
       timeout: guest === '3d' ? 300_000 : 120_000,
@@ -682,7 +691,7 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
     // Follow the serial log until the marker, a guest failure, or a death,
     // running each hook as its marker shows up.
     const marker =
-      opts.marker ?? (image === '3d' ? GL_DONE_MARKER : image === 'shmem' ? SHMEM_DONE_MARKER : PATTERN_MARKER);
+      opts.marker ?? DEFAULT_MARKERS[image];
     const hooks = (opts.onSerial ?? []).map((hook) => ({ hook, fired: false }));
     for (;;) {
       // Exits first: once QEMU has gone, the log read after it is complete.

@@ -9,13 +9,10 @@
  *
  * Output lines start with "E2E: " (the host reads the serial console); any failure is one
  * "E2E: FAIL blob-map: ..." line (with errno when a call failed) and exit status 1. Built statically on the host (build-guest.sh
- * --shmem). The ioctl structs are Linux's virtgpu uapi (include/uapi/drm/virtgpu_drm.h), spelled
- * out here because Debian ships that header only in an old libdrm-dev without blobs.
+ * --shmem); the ioctl structs and wire format are in virtgpu.h.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/ioctl.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,85 +22,12 @@
 #include <time.h>
 #include <unistd.h>
 
-/* --- Linux virtgpu uapi (DRM_COMMAND_BASE 0x40 on the 'd' ioctl base) --- */
-struct virtgpu_map { uint64_t offset; uint32_t handle, pad; };
-struct virtgpu_execbuffer {
-	uint32_t flags, size;
-	uint64_t command, bo_handles;
-	uint32_t num_bo_handles;
-	int32_t fence_fd;
-	uint32_t ring_idx, pad;
-};
-struct virtgpu_getparam { uint64_t param, value; };
-struct virtgpu_wait { uint32_t handle, flags; };
-struct virtgpu_create_blob {
-	uint32_t blob_mem, blob_flags, bo_handle, res_handle;
-	uint64_t size;
-	uint32_t pad, cmd_size;
-	uint64_t cmd, blob_id;
-};
-struct virtgpu_context_set_param { uint64_t param, value; };
-struct virtgpu_context_init { uint32_t num_params, pad; uint64_t ctx_set_params; };
+#define E2E_PROG "blob-map"
+#include "virtgpu.h"
 
-#define VIRTGPU_IOWR(nr, type) _IOWR('d', 0x40 + (nr), type)
-#define IOCTL_MAP VIRTGPU_IOWR(0x01, struct virtgpu_map)
-#define IOCTL_EXECBUFFER VIRTGPU_IOWR(0x02, struct virtgpu_execbuffer)
-#define IOCTL_GETPARAM VIRTGPU_IOWR(0x03, struct virtgpu_getparam)
-#define IOCTL_WAIT VIRTGPU_IOWR(0x08, struct virtgpu_wait)
-#define IOCTL_CREATE_BLOB VIRTGPU_IOWR(0x0a, struct virtgpu_create_blob)
-#define IOCTL_CONTEXT_INIT VIRTGPU_IOWR(0x0b, struct virtgpu_context_init)
-
-#define PARAM_RESOURCE_BLOB 3
-#define PARAM_HOST_VISIBLE 4
-#define PARAM_CONTEXT_INIT 6
-#define EXECBUF_RING_IDX 0x04
-#define BLOB_MEM_GUEST 1
-#define BLOB_MEM_HOST3D 2
-#define BLOB_FLAG_MAPPABLE 1
-#define CONTEXT_PARAM_CAPSET_ID 1
-#define CONTEXT_PARAM_NUM_RINGS 2
-
-/* --- cross-domain (capset 5) wire format, as src/renderers/cross-domain/protocol.ts --- */
-#define CAPSET_CROSS_DOMAIN 5
-#define CD_CMD_INIT 1
-#define CD_CMD_GET_IMAGE_REQUIREMENTS 2
-struct cd_header { uint8_t cmd, ring_idx; uint16_t cmd_size; uint32_t pad; };
-struct cd_init { struct cd_header hdr; uint32_t query_ring_id, channel_ring_id, channel_type; };
-struct cd_get_reqs { struct cd_header hdr; uint32_t width, height, drm_format, flags; };
-struct cd_reqs {
-	uint32_t strides[4], offsets[4];
-	uint64_t modifier, size;
-	uint32_t blob_id, map_info;
-	int32_t memory_idx, physical_device_idx;
-};
-_Static_assert(sizeof(struct cd_init) == 20, "CrossDomainInit");
-_Static_assert(sizeof(struct cd_get_reqs) == 24, "CrossDomainGetImageRequirements");
-_Static_assert(sizeof(struct cd_reqs) == 64, "CrossDomainImageRequirements");
-
-#define DRM_FORMAT_XRGB8888 0x34325258u /* 'XR24' */
 #define WIDTH 64
 #define HEIGHT 64
 #define POLL_SECONDS 30
-
-static void fail(const char *fmt, ...)
-{
-	va_list ap;
-	int e = errno;
-	printf("E2E: FAIL blob-map: ");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	if (e) printf(" (errno %d %s)", e, strerror(e));
-	printf("\n");
-	exit(1);
-}
-
-static void xioctl(int fd, unsigned long req, void *arg, const char *what)
-{
-	int r;
-	do r = ioctl(fd, req, arg); while (r < 0 && errno == EINTR);
-	if (r < 0) fail("%s", what);
-}
 
 static int getparam(int fd, uint64_t param)
 {
@@ -112,24 +36,6 @@ static int getparam(int fd, uint64_t param)
 	/* An unknown param is EINVAL: report it as 0 rather than failing, the caller decides. */
 	if (ioctl(fd, IOCTL_GETPARAM, &p) < 0) return 0;
 	return value;
-}
-
-static void execbuffer(int fd, void *cmd, uint32_t size, uint32_t *bo, uint32_t ring, const char *what)
-{
-	struct virtgpu_execbuffer e = {
-		.flags = EXECBUF_RING_IDX, .size = size, .command = (uintptr_t)cmd,
-		.bo_handles = (uintptr_t)bo, .num_bo_handles = bo ? 1 : 0, .fence_fd = -1, .ring_idx = ring,
-	};
-	xioctl(fd, IOCTL_EXECBUFFER, &e, what);
-}
-
-static void *map_bo(int fd, uint32_t handle, size_t size, const char *what)
-{
-	struct virtgpu_map m = { .handle = handle };
-	xioctl(fd, IOCTL_MAP, &m, what);
-	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)m.offset);
-	if (p == MAP_FAILED) fail("mmap of %s", what);
-	return p;
 }
 
 /* The guest's word i; the host answers with its complement. */
@@ -174,14 +80,14 @@ int main(int argc, char **argv)
 		.hdr = { .cmd = CD_CMD_INIT, .cmd_size = sizeof(cmd_init) },
 		.query_ring_id = ring.res_handle, .channel_ring_id = 0, .channel_type = 0,
 	};
-	execbuffer(fd, &cmd_init, sizeof(cmd_init), NULL, 0, "EXECBUFFER CROSS_DOMAIN_CMD_INIT");
+	execbuffer(fd, &cmd_init, sizeof(cmd_init), NULL, 0, 0, "EXECBUFFER CROSS_DOMAIN_CMD_INIT");
 
 	struct cd_get_reqs cmd_reqs = {
 		.hdr = { .cmd = CD_CMD_GET_IMAGE_REQUIREMENTS, .cmd_size = sizeof(cmd_reqs) },
 		.width = WIDTH, .height = HEIGHT, .drm_format = DRM_FORMAT_XRGB8888,
 	};
 	/* The ring's bo rides along, so WAIT on it waits for this command's ring-0 fence. */
-	execbuffer(fd, &cmd_reqs, sizeof(cmd_reqs), &ring.bo_handle, 0, "EXECBUFFER GET_IMAGE_REQUIREMENTS");
+	execbuffer(fd, &cmd_reqs, sizeof(cmd_reqs), &ring.bo_handle, 0, 0, "EXECBUFFER GET_IMAGE_REQUIREMENTS");
 	struct virtgpu_wait w = { .handle = ring.bo_handle };
 	xioctl(fd, IOCTL_WAIT, &w, "WAIT for the GET_IMAGE_REQUIREMENTS fence");
 	uint64_t size = reqs->size;

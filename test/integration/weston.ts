@@ -57,11 +57,7 @@ export class Weston {
   /** The globals as the host's wayland-info lists them. */
   async hostGlobals(): Promise<Global[]> {
     const { stdout } = await run('wayland-info', [], { env: this.clientEnv, timeout: 10000 });
-    const out: Global[] = [];
-    for (const m of stdout.matchAll(/^interface: '([^']+)',\s+version:\s+(\d+), name:\s+(\d+)/gm)) {
-      out.push({ iface: m[1], version: Number(m[2]), name: Number(m[3]) });
-    }
-    return out;
+    return parseWaylandInfo(stdout);
   }
 
   /** A screenshot of the output with weston-screenshooter: RGBA rows, top first. */
@@ -86,6 +82,15 @@ export class Weston {
     }
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** The globals in wayland-info's output ("interface: 'wl_shm', version: 1, name: 10" lines). */
+export function parseWaylandInfo(text: string): Global[] {
+  const out: Global[] = [];
+  for (const m of text.matchAll(/^interface: '([^']+)',\s+version:\s+(\d+), name:\s+(\d+)/gm)) {
+    out.push({ iface: m[1], version: Number(m[2]), name: Number(m[3]) });
+  }
+  return out;
 }
 
 /** An 8-bit RGB or RGBA, non-interlaced PNG (what cairo writes) as RGBA. */
