@@ -11,6 +11,9 @@ import type { OfferedCapset } from '../device/contexts.js';
 import { GpuBackend } from './gpu-backend.js';
 import { listen, serveFd, type Server } from './server.js';
 
+/** How long an exit waits for the virglrenderer worker to shut down. */
+const EXIT_GRACE_MS = 5000;
+
 /** Start virglrenderer (virglrenderer mode); throws one clear message if it cannot. */
 export async function startVirgl(opts: Pick<Options, 'capsets' | 'virglFlags'>): Promise<VirglComponent> {
   const capsets = CAPSETS.filter((r) => r.runner === 'virgl' && opts.capsets.includes(r.name)).map((r) => r.name as VirglCapsetName);
@@ -50,13 +53,19 @@ export function startDaemon(opts: Options, virgl: VirglComponent | null = null):
     maxHostMemory: opts.maxHostMemory, hostVisibleSize: opts.hostVisibleSize, virgl, workerCapsets: capsets, workers, maxContexts: opts.maxContexts,
     pollUs: opts.pollUs,
   });
+  // virglrenderer's and Mesa's threads must be done before exit() runs the libraries'
+  // destructors (exiting under a busy worker aborted the process): shut the worker down first.
+  const exit = () => {
+    const bounded = new Promise<void>((resolve) => setTimeout(resolve, EXIT_GRACE_MS).unref());
+    void Promise.race([virgl?.close(), bounded]).finally(() => process.exit(0));
+  };
   const server = opts.fd !== undefined
-    ? serveFd(opts.fd, makeBackend, () => process.exit(0))
+    ? serveFd(opts.fd, makeBackend, exit)
     : listen(opts.socketPath!, makeBackend);
   const stop = (signal: string) => {
     log.info(`${signal}: exiting`);
     server.close();
-    process.exit(0);
+    exit();
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));

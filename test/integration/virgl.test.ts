@@ -188,6 +188,25 @@ describe('--gpu-mode virglrenderer', () => {
   });
 });
 
+describe('--gpu-mode virglrenderer: SIGTERM while fenced 3D work is in flight', () => {
+  const d = useDaemon('virgl-sigterm', ['--gpu-mode', 'virglrenderer'], { ram: { size: 64 * MiB }, features: { virgl: true, contextInit: true } });
+
+  it('shuts virglrenderer down and exits 0', async () => {
+    const BIG = 5, S = 1024;
+    expect((await d.s.driver.ctxCreate(1)).type).toBe(GpuResp.OK_NODATA);
+    expect((await d.s.driver.resourceCreate3d(create3d(BIG, S, S))).type).toBe(GpuResp.OK_NODATA);
+    expect((await d.s.driver.ctxAttach(1, BIG)).type).toBe(GpuResp.OK_NODATA);
+    const inFlight = Array.from({ length: 64 }, (_, i) =>
+      d.s.driver.submit3d(1, clear(BIG, [i / 64, 0, 0, 1]), { fenceId: i + 1, ringIdx: 0 }).catch(() => null));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const exit = await d.backend.stop();
+    expect(exit).toMatchObject({ code: 0, signal: null });
+    expect(exit.stderr).toMatch(/SIGTERM: exiting/);
+    d.s.close();
+    await Promise.all(inFlight);
+  });
+});
+
 describe('--print-capabilities', () => {
   it('lists virgl and render-node when virglrenderer initialises here', () => {
     const r = spawnSync(process.execPath, [BIN, '--print-capabilities'], { encoding: 'utf8', timeout: 20_000 });
