@@ -11,19 +11,12 @@ import { packagePath } from '../../src/package-path.js';
 
 const SEED = 20261207;
 /** Seconds per target: enough for tens of thousands of inputs, short enough for every `npm test`. */
-const SECONDS: Record<string, number> = { codec: 3, 'vhost-user': 4, device: 4 };
-/**
- * Not in `npm test` (open, issue #9): depending on timing the virgl target still makes
- * virglrenderer 0.10.4 crash now and then (SIGSEGV in one of the library's own threads, SIGABRT
- * at exit), so a fixed seed does not give a fixed result.
- * `npm run fuzz -- --target virgl` runs it.
- */
-const NOT_IN_NPM_TEST = new Set(['virgl']);
+const SECONDS: Record<string, number> = { codec: 3, 'vhost-user': 4, device: 4, virgl: 6 };
 
 const describeFindings = (f: Finding[]) => f.map((x) => `${x.kind}: ${x.message}`).join('\n');
 
 describe('fuzz targets, short fixed-seed runs', () => {
-  for (const [name, make] of Object.entries(TARGETS).filter(([n]) => !NOT_IN_NPM_TEST.has(n))) {
+  for (const [name, make] of Object.entries(TARGETS)) {
     it(`${name}: no crash, hang, leak or broken invariant`, async () => {
       const report = await make().run({ seconds: SECONDS[name] ?? 3, seed: SEED });
       expect(report.inputs).toBeGreaterThan(1000);
