@@ -20,7 +20,6 @@ const DRAIN_BUDGET = 2048;
 const FENCE_POLL_MS = 1;
 /** How long a context destroy waits for outstanding fences to retire. */
 const QUIESCE_MS = 1000;
-const POLLIN = 1;
 
 export default async function virglWorker(init: P.VirglWorkerInit): Promise<P.VirglWorkerResult> {
   const n = native();
@@ -185,7 +184,7 @@ class VirglWorker implements FenceHooks {
         log.guest('virgl-quiesce', 'virgl worker: fences still outstanding after 1 s, destroying the context anyway');
         return;
       }
-      if (this.pollFd >= 0) this.n.pollFd(this.pollFd, POLLIN, Math.ceil(left));
+      if (this.pollFd >= 0) this.n.pollFd(this.pollFd, this.n.POLLIN, Math.ceil(left));
       else Atomics.wait(this.sleeper, 0, 0, FENCE_POLL_MS);
     }
   }
