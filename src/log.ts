@@ -20,6 +20,9 @@ export const log = {
   setLevel(level: LogLevel): void {
     threshold = ORDER[level];
   },
+  get level(): LogLevel {
+    return LOG_LEVELS.find((l) => ORDER[l] === threshold)!;
+  },
   enabled(level: LogLevel): boolean {
     return ORDER[level] <= threshold;
   },

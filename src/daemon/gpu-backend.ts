@@ -57,6 +57,7 @@ export class GpuBackend implements VhostUserBackend {
       },
       translate: (gpa, len, each) => this.codecs[CONTROL_QUEUE].translate(gpa, len, each),
       chunkHost: (chunk) => this.memory!.chunks[chunk].host,
+      mappings: () => this.memory?.mappings() ?? [],
     };
     this.device = new GpuDevice({
       maxHostMemory: opts.maxHostMemory, display: this.port, memory: access, virgl: opts.virgl,

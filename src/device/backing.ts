@@ -3,6 +3,7 @@
  * segments of guest memory. The segments are resolved again whenever the memory table changed.
  */
 import { native } from '../native.js';
+import type { MemoryMapping } from '../transport/guest-memory.js';
 import { GpuError } from './errors.js';
 import type { Codec } from '../queues/codec.js';
 import { R_NENTRIES } from '../queues/layout.js';
@@ -15,6 +16,8 @@ export interface GuestAccess {
   translate(gpa: bigint, len: number, each: (chunk: number, off: number, len: number) => void): number;
   /** Host address of a chunk's first byte. */
   chunkHost(chunk: number): number;
+  /** The mappings the chunks lie in, for renderers in another process (virgl's render server). */
+  mappings(): readonly MemoryMapping[];
 }
 
 /** Bookkeeping charged to the host memory budget per backing entry. */

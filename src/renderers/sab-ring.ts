@@ -1,5 +1,6 @@
 /**
- * Single-producer single-consumer message ring over a SharedArrayBuffer, for commands from the
+ * Single-producer single-consumer message ring over shared memory (a SharedArrayBuffer between
+ * threads, or an addon view of a shared memfd between processes), for commands from the
  * coordinator to a renderer worker and completions back. Messages are written in place
  * (reserve -> fill -> commit) and read in place (peek -> use -> release), so payloads such as
  * SUBMIT_3D command streams are copied once, from guest memory into the ring.
@@ -20,7 +21,7 @@ export const DATA_OFFSET = 64; // header padded to its own cache line
 const WRAP = 0xffffffff;
 
 export class SabRing {
-  readonly sab: SharedArrayBuffer;
+  readonly buffer: SharedArrayBuffer | ArrayBuffer;
   private readonly ctl: Int32Array;
   readonly bytes: Uint8Array;
   readonly view: DataView;
@@ -31,22 +32,25 @@ export class SabRing {
   private reservedLen = 0;
   private peekedLen = 0;
 
-  /** A new ring with `capacity` data bytes (power of two), or a view of an existing one. */
-  constructor(capacityOrSab: number | SharedArrayBuffer) {
-    if (typeof capacityOrSab === 'number') {
-      const cap = capacityOrSab;
-      if (cap < 64 || (cap & (cap - 1)) !== 0) throw new RangeError(`ring capacity ${cap} must be a power of two >= 64`);
-      this.sab = new SharedArrayBuffer(DATA_OFFSET + cap);
-      this.ctl = new Int32Array(this.sab, 0, 16);
-      Atomics.store(this.ctl, CAP, cap);
-    } else {
-      this.sab = capacityOrSab;
-      this.ctl = new Int32Array(this.sab, 0, 16);
-    }
+  /** A zeroed SharedArrayBuffer for a ring of `capacity` data bytes (power of two), to share with a worker. */
+  static allocate(capacity: number): SharedArrayBuffer {
+    return new SharedArrayBuffer(DATA_OFFSET + checkCapacity(capacity));
+  }
+
+  /**
+   * A new ring with `capacity` data bytes (power of two) in a new SharedArrayBuffer, or a view of
+   * the ring in `buffer`. A zeroed buffer is formatted as an empty ring of all its bytes past the
+   * header (byteLength - DATA_OFFSET must then be a power of two).
+   */
+  constructor(capacityOrBuffer: number | SharedArrayBuffer | ArrayBuffer) {
+    this.buffer = typeof capacityOrBuffer === 'number' ? SabRing.allocate(capacityOrBuffer) : capacityOrBuffer;
+    this.ctl = new Int32Array(this.buffer, 0, 16);
+    if (Atomics.load(this.ctl, CAP) === 0) Atomics.store(this.ctl, CAP, checkCapacity(this.buffer.byteLength - DATA_OFFSET));
     this.cap = Atomics.load(this.ctl, CAP);
+    if (this.cap + DATA_OFFSET > this.buffer.byteLength) throw new RangeError(`ring capacity ${this.cap} exceeds its buffer`);
     this.mask = this.cap - 1;
-    this.bytes = new Uint8Array(this.sab, DATA_OFFSET, this.cap);
-    this.view = new DataView(this.sab, DATA_OFFSET, this.cap);
+    this.bytes = new Uint8Array(this.buffer, DATA_OFFSET, this.cap);
+    this.view = new DataView(this.buffer, DATA_OFFSET, this.cap);
   }
 
   /** Largest payload a message can have. */
@@ -123,4 +127,9 @@ export class SabRing {
   get pending(): number {
     return (Atomics.load(this.ctl, HEAD) - Atomics.load(this.ctl, TAIL)) >>> 0;
   }
+}
+
+function checkCapacity(cap: number): number {
+  if (cap < 64 || (cap & (cap - 1)) !== 0) throw new RangeError(`ring capacity ${cap} must be a power of two >= 64`);
+  return cap;
 }

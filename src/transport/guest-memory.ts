@@ -33,6 +33,15 @@ export function makeChunk(gpa: bigint, host: number, ab: ArrayBuffer): Chunk {
 
 interface Region extends RegionDesc {
   map: MapHandle;
+  /** Our own dup of the region's fd, for sharing the mapping with a renderer process. */
+  fd: number;
+}
+
+/** A mapping behind guest memory: [addr, addr+len) of this process maps fd from offset 0. */
+export interface MemoryMapping {
+  readonly fd: number;
+  readonly addr: number;
+  readonly len: number;
 }
 
 export class GuestMemoryError extends Error {}
@@ -75,9 +84,14 @@ export class GuestMemory {
     if (fileSize > 0 && fileSize < Number(total)) {
       throw new GuestMemoryError(`region needs ${total} bytes of its fd but the file has ${fileSize}`);
     }
+    const own = n.dup(fd);
+    if (own < 0) throw new NativeError('dup of memory region fd', own);
     const map = n.mmap(fd, Number(total), 0);
-    if (typeof map === 'number') throw new NativeError('mmap of memory region', map);
-    this.regions.push({ ...desc, map });
+    if (typeof map === 'number') {
+      n.close(own);
+      throw new NativeError('mmap of memory region', map);
+    }
+    this.regions.push({ ...desc, map, fd: own });
     this.rebuild();
   }
 
@@ -89,14 +103,23 @@ export class GuestMemory {
     if (i < 0) return false;
     const [r] = this.regions.splice(i, 1);
     native().unmap(r.map.addr);
+    native().close(r.fd);
     this.rebuild();
     return true;
   }
 
   clear(): void {
-    for (const r of this.regions) native().unmap(r.map.addr);
+    for (const r of this.regions) {
+      native().unmap(r.map.addr);
+      native().close(r.fd);
+    }
     this.regions = [];
     this.rebuild();
+  }
+
+  /** The mappings behind the chunks (valid until the next change of the generation). */
+  mappings(): MemoryMapping[] {
+    return this.regions.map((r) => ({ fd: r.fd, addr: Number(r.map.addr), len: r.map.size }));
   }
 
   /** Guest-physical address of a front-end virtual address (vring addresses), or null. */

@@ -64,7 +64,7 @@ describe('cross-domain through the device', () => {
     dev = new GpuDevice({
       maxHostMemory: 512 << 20,
       display,
-      memory: { generation: 1, translate: (g, l, e) => codec.translate(g, l, e), chunkHost: (c) => ram.chunks[c].host },
+      memory: { generation: 1, translate: (g, l, e) => codec.translate(g, l, e), chunkHost: (c) => ram.chunks[c].host, mappings: () => [] },
       workerCapsets: workerCapsets({ capsets: ['cross-domain'], waylandSocket: weston.socket }),
       workers: pool,
       maxContexts: 4,

@@ -91,7 +91,7 @@ describe('device: blob resources', () => {
     dev = new GpuDevice({
       maxHostMemory: opts.maxHostMemory ?? 64 << 20,
       display,
-      memory: { generation: 1, translate: (g, l, e) => codec.translate(g, l, e), chunkHost: (c) => ram.chunks[c].host },
+      memory: { generation: 1, translate: (g, l, e) => codec.translate(g, l, e), chunkHost: (c) => ram.chunks[c].host, mappings: () => [] },
       workerCapsets: [{ id: PROBE_CAPSET, name: 'probe', maxVersion: 0, maxSize: capsetData.length, data: capsetData, runner: PROBE }],
       workers: pool,
     });

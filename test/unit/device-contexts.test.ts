@@ -28,7 +28,7 @@ describe('device: worker contexts', () => {
     dev = new GpuDevice({
       maxHostMemory: 512 << 20,
       display,
-      memory: { generation: 1, translate: (g, l, e) => codec.translate(g, l, e), chunkHost: (c) => ram.chunks[c].host },
+      memory: { generation: 1, translate: (g, l, e) => codec.translate(g, l, e), chunkHost: (c) => ram.chunks[c].host, mappings: () => [] },
       workerCapsets: [{ id: PROBE_CAPSET, name: 'probe', maxVersion: 0, maxSize: data.length, data, runner: PROBE }],
       workers: pool,
       maxContexts,

@@ -19,7 +19,7 @@ describe('2D device', () => {
     dev = new GpuDevice({
       maxHostMemory: 4 << 20,
       display,
-      memory: { generation: 1, translate: (g, l, e) => codec.translate(g, l, e), chunkHost: (c) => ram.chunks[c].host },
+      memory: { generation: 1, translate: (g, l, e) => codec.translate(g, l, e), chunkHost: (c) => ram.chunks[c].host, mappings: () => [] },
     });
     dev.setAckedFeatures(dev.features());
   });

@@ -69,7 +69,7 @@ describe('SabRing', () => {
          Atomics.add(ctl, 1, skip + 4 + ((len + 3) & ~3));
        }
        parentPort.postMessage(sum);`,
-      { eval: true, workerData: r.sab },
+      { eval: true, workerData: r.buffer },
     );
     const done = new Promise<number>((resolve) => worker.on('message', resolve));
     let expected = 0;

@@ -1,7 +1,7 @@
 // VirglComponent under pressure and failure: full rings in both directions, chunked commands,
-// failed commands, destroyed contexts, a dying worker, fence polling without THREAD_SYNC. Needs
-// the compiled worker (see virgl-component.test.ts). virglrenderer is process-global: one
-// component at a time, tests in order.
+// failed commands, destroyed contexts, a render server that crashes, backings outside shared
+// memory, fence polling without THREAD_SYNC. Needs the compiled render server (see
+// virgl-component.test.ts).
 import { afterAll, describe, expect, it } from 'vitest';
 import { native, VirglFlags } from '../../src/native.js';
 import { VirglComponent, type VirglOpError } from '../../src/renderers/virgl/component.js';
@@ -41,7 +41,7 @@ describe('back-pressure', () => {
     stream.set(last, big.length);
     c.submit(1, stream);
     // A backing of one row in 4-byte segments (64 of them): more than one message, chunked too.
-    const { m, bytes } = backing(W * 4 * 2);
+    const { m, bytes } = backing(c, W * 4 * 2);
     const segs = new Float64Array(2 * (W * 4 / 4));
     for (let i = 0; i < segs.length / 2; i++) [segs[2 * i], segs[2 * i + 1]] = [Number(m.addr) + 4 * i, 4];
     c.attachBacking(10, segs);
@@ -113,7 +113,7 @@ describe('failures', () => {
       c.result(c.submit(1, new Uint8Array(4000))), // NOPs, in chunks
       c.result(c.transferRead(10, 1, 0, 0, 0, [0, 0, 0, 1, 1, 1], 0)), // no backing
     ];
-    const { m } = backing(64);
+    const { m } = backing(c, 64);
     const segs = new Float64Array(2 * 40).map((_, i) => (i % 2 ? 1 : Number(m.addr) + i / 2)); // 40 one-byte segments, in chunks
     results.push(c.result(c.attachBacking(10, segs)));
     results.push(c.result(c.attachBacking(10, segs))); // already attached
@@ -156,7 +156,7 @@ describe('failures', () => {
     expect(await c.fence(0)).toBe(0);
   });
 
-  it('a dying worker marks the component lost without taking the daemon down', async () => {
+  it('a crashing render server marks the component lost without taking the daemon down', async () => {
     const lost: Error[] = [];
     await open!.close();
     const c = (open = await VirglComponent.start({ capsets: ['virgl'], onLost: (e) => lost.push(e) }));
@@ -165,20 +165,63 @@ describe('failures', () => {
     const pending = c.readback(4242, { x: 0, y: 0, width: 1, height: 1 }, false, { offset: 0, stride: 4 });
     const fence = c.fence(1);
     const result = c.result(c.submit(1, clear(1, [0, 0, 0, 1])));
-    await (c as unknown as { pool: { threads: { terminate(): Promise<number> }[] } }).pool.threads[0].terminate();
+    const pid = c.pid!;
+    process.kill(pid, 'SIGSEGV'); // what a library crash on a hostile stream looks like from here
     expect([EINVAL, ENODEV]).toContain(await pending);
     expect([0, ENODEV]).toContain(await fence);
     expect([0, EINVAL, ENODEV]).toContain(await result);
     for (let i = 0; i < 100 && !c.lost; i++) await new Promise((r) => setTimeout(r, 10));
     expect(c.lost).toBe(true);
     expect(lost.length).toBe(1);
+    expect(lost[0].message).toMatch(new RegExp(`render server \\(pid ${pid}\\) ended without SHUTDOWN \\(killed by SIGSEGV\\)`));
+    expect(c.pid).toBeNull();
     expect(await c.fence(0)).toBe(ENODEV);
     expect(c.createContext(2, 0, 'after')).toBe(0);
     await c.close();
-    // The renderer was cleaned up with the worker thread: a new component can start.
+    // A new component starts its own server.
     open = await VirglComponent.start({ capsets: ['virgl'] });
     expect(await open.fence(0)).toBe(0);
     await open.close();
+    open = null;
+  });
+});
+
+describe('shared memory', () => {
+  it('refuses a backing outside the memory shared with the server, and keeps an unshared share mapped while a backing uses it', async () => {
+    const c = (open = await VirglComponent.start({ capsets: ['virgl'] }));
+    c.createContext(1, 0, 'shares');
+    c.createResource(tex2d(10, 4, 4));
+    c.createResource(tex2d(11, 4, 4));
+    c.attachResource(1, 10);
+    // Mapped here but never shared: the server has no such memory and refuses it.
+    const fd = n.memfdCreate('not-shared', 4096);
+    const priv = n.mmap(fd, 4096, 0);
+    if (typeof priv === 'number') throw new Error(`mmap: ${priv}`);
+    expect(await c.result(c.attachBacking(11, Float64Array.of(Number(priv.addr), 64)))).toBe(EINVAL);
+    // One byte past a share is outside it too.
+    const { m, bytes } = backing(c, 4096);
+    expect(await c.result(c.attachBacking(11, Float64Array.of(Number(m.addr) + 4000, 97)))).toBe(EINVAL);
+    // Unsharing does not pull memory from under an attached backing: a transfer still reads it.
+    const [id] = c.shareMemory(fd, Number(priv.addr), 4096)!;
+    n.close(fd);
+    expect(await c.result(c.attachBacking(10, Float64Array.of(Number(priv.addr), 64)))).toBe(0);
+    expect(await c.result(c.unshareMemory(id))).toBe(0);
+    expect(await c.result(c.unshareMemory(id))).toBe(-2); // ENOENT: already unshared
+    expect(await c.result(c.attachBacking(11, Float64Array.of(Number(priv.addr), 64)))).toBe(EINVAL); // no new users
+    const pv = new Uint8Array(n.view(priv.addr, 0, 64) as ArrayBuffer);
+    pv.fill(0x5a);
+    c.transferWrite(10, 0, 0, 16, 0, [0, 0, 0, 4, 4, 1], 0);
+    expect(await c.readback(10, { x: 0, y: 0, width: 4, height: 4 }, false, { offset: 0, stride: 16 })).toBe(0);
+    expect([...new Uint8Array(c.readbackBuffer, 0, 64)].every((b) => b === 0x5a)).toBe(true);
+    // A share whose fd is smaller than claimed is refused (touching past its end would SIGBUS).
+    const small = n.memfdCreate('small', 4096);
+    expect(await c.result(c.shareMemory(small, Number(m.addr), 8192)![1])).toBe(EINVAL);
+    n.close(small);
+    expect(await c.fence(0)).toBe(0);
+    expect(bytes.length).toBe(4096);
+    await c.close();
+    n.unmap(m.addr);
+    n.unmap(priv.addr);
     open = null;
   });
 });
@@ -192,7 +235,7 @@ describe('submitWith', () => {
     c.attachResource(1, 10);
     // The stream lives in an addon mapping (as guest memory would): 2000 NOP words, then a clear.
     const cmds = clear(10, [1, 0, 0, 1]);
-    const { m, bytes } = backing(8000 + cmds.length);
+    const { m, bytes } = backing(c, 8000 + cmds.length);
     bytes.set(cmds, 8000);
     const segs = Float64Array.of(Number(m.addr), 8000 + cmds.length);
     const chunks: number[] = [];

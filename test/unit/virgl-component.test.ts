@@ -1,7 +1,6 @@
-// VirglComponent end to end through its worker, on Mesa llvmpipe (EGL surfaceless). piscina loads
-// the compiled worker from dist/: `npm test` builds first; run `npm run build:ts` after editing
-// src/ when calling vitest directly. virglrenderer is process-global, so the tests run in order
-// and at most one component is open at a time.
+// VirglComponent end to end through its render server, on Mesa llvmpipe (EGL surfaceless). The
+// server is the compiled dist/src/renderers/virgl/render-server.js: `npm test` builds first; run
+// `npm run build:ts` after editing src/ when calling vitest directly.
 import { afterAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import { native } from '../../src/native.js';
@@ -12,10 +11,10 @@ import { backing, BGRA, bytesOf, CCMD, clear, hdr, tex2d } from './virgl-helpers
 const n = native();
 const ENODEV = -19, EINVAL = -22;
 const W = 64, H = 32;
-const pixel = (buf: SharedArrayBuffer, off: number) => [...new Uint8Array(buf, off, 4)];
+const pixel = (buf: ArrayBuffer, off: number) => [...new Uint8Array(buf, off, 4)];
 
 /** Every pixel of a WxH readback at offset 0 (stride W*4) equals px. */
-function expectFilled(buf: SharedArrayBuffer, px: number[], w = W, h = H): void {
+function expectFilled(buf: ArrayBuffer, px: number[], w = W, h = H): void {
   const img = new Uint8Array(buf, 0, w * h * 4);
   for (let i = 0; i < w * h; i++) if (img[i * 4] !== px[0] || img[i * 4 + 2] !== px[2]) expect([...img.subarray(i * 4, i * 4 + 4)], `pixel ${i}`).toEqual(px);
 }
@@ -28,11 +27,10 @@ afterAll(async () => {
 });
 
 describe('start', () => {
-  it('has a compiled worker', () => {
-    expect(existsSync(packagePath('dist/src/renderers/virgl/worker.js')), 'run npm run build:ts first').toBe(true);
+  it('has a compiled render server', () => {
+    expect(existsSync(packagePath('dist/src/renderers/virgl/render-server.js')), 'run npm run build:ts first').toBe(true);
   });
 
-  // First: once a library is loaded, later loads in this process return it whatever the path.
   it('rejects with one clear message when the library cannot be loaded', async () => {
     await expect(VirglComponent.start({ capsets: ['virgl'], libraryPath: '/nonexistent/libvirglrenderer.so.1' }))
       .rejects.toThrow(/^virglrenderer: cannot load \/nonexistent\/libvirglrenderer\.so\.1: .*No such file/);
@@ -60,8 +58,16 @@ describe('start', () => {
     expect(caps[1].maxSize).toBeGreaterThan(caps[0].maxSize);
   });
 
-  it('refuses a second component while one is open (the renderer is process-global)', async () => {
-    await expect(VirglComponent.start({ capsets: ['virgl'] })).rejects.toThrow(/EBUSY \(already initialised in this process\)/);
+  it('runs a second component beside the first: each has its own render server process', async () => {
+    const second = await VirglComponent.start({ capsets: ['virgl'] });
+    try {
+      expect(second.pid).not.toBe(open!.pid);
+      expect(second.pid).toBeGreaterThan(0);
+      expect(await Promise.all([second.fence(0), open!.fence(0)])).toEqual([0, 0]);
+    } finally {
+      await second.close();
+    }
+    expect(second.pid).toBeNull();
     expect(await open!.fence(0)).toBe(0); // the first one is unaffected
   });
 });
@@ -88,7 +94,7 @@ describe('rendering', () => {
   it('reads a sub-rectangle at an offset and stride, and bottom-up with flipY', async () => {
     const c = open!;
     // Make rows distinguishable: write row y = y+1 from a backing.
-    const { m, bytes } = backing(W * H * 4);
+    const { m, bytes } = backing(c, W * H * 4);
     for (let y = 0; y < H; y++) bytes.fill(y + 1, y * W * 4, (y + 1) * W * 4);
     c.attachBacking(RES, Float64Array.of(Number(m.addr), W * H * 4));
     c.transferWrite(RES, 0, 0, W * 4, 0, [0, 0, 0, W, H, 1], 0);
@@ -111,7 +117,7 @@ describe('rendering', () => {
     const c = open!;
     c.submit(CTX, clear(RES, [0, 1, 0, 1]));
     const size = W * H * 4;
-    const { m, bytes } = backing(size + 4096);
+    const { m, bytes } = backing(c, size + 4096);
     const base = Number(m.addr);
     c.attachBacking(RES, Float64Array.of(base + 16, 1000, base + 16 + 1000, size - 1000));
     c.transferRead(RES, CTX, 0, W * 4, 0, [0, 0, 0, W, H, 1], 0);

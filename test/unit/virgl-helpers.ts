@@ -1,5 +1,5 @@
-import type { MapHandle } from '../../src/native.js';
-import { memfdMapping } from './mock-ring.js';
+import { native, type MapHandle } from '../../src/native.js';
+import type { VirglComponent } from '../../src/renderers/virgl/component.js';
 
 // Tiny virgl command-stream encoder for tests (virglrenderer src/virgl_protocol.h): a command
 // header is cmd | object type << 8 | payload dwords << 16.
@@ -32,8 +32,16 @@ let nextSurface = 1;
 /** clearCmds with a fresh surface handle each time. */
 export const clear = (res: number, rgba: readonly number[]) => clearCmds(nextSurface++, res, B8G8R8A8, rgba);
 
-/** An addon memfd mapping and a view over it (a stand-in for guest memory). */
-export function backing(size: number): { m: MapHandle; bytes: Uint8Array } {
-  const { map, ab } = memfdMapping('virgl-test', size);
-  return { m: map, bytes: new Uint8Array(ab) };
+/** An addon memfd mapping and a view over it (a stand-in for guest memory), shared with c's render server. */
+export function backing(c: VirglComponent, size: number): { m: MapHandle; bytes: Uint8Array } {
+  const n = native();
+  const fd = n.memfdCreate('virgl-test', size);
+  const m = n.mmap(fd, size, 0);
+  if (typeof m === 'number') throw new Error(`mmap: ${m}`);
+  const shared = c.shareMemory(fd, Number(m.addr), size);
+  n.close(fd);
+  if (!shared) throw new Error('shareMemory failed');
+  const ab = n.view(m.addr, 0, size);
+  if (typeof ab === 'number') throw new Error(`view: ${ab}`);
+  return { m, bytes: new Uint8Array(ab) };
 }

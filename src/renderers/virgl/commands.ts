@@ -1,10 +1,10 @@
 /**
  * The command half of VirglComponent: encodes each call as one message (or a few chunks) on the
- * command ring and rings the worker's eventfd once per event-loop turn. Lifecycle and
+ * command ring and rings the render server's eventfd once per event-loop turn. Lifecycle and
  * completions live in component.ts.
  *
  * Back-pressure: enqueueing never fails and never blocks. When the command ring is full, messages
- * are queued in order in memory and moved into the ring as the worker frees space (`backlog`
+ * are queued in order in memory and moved into the ring as the server frees space (`backlog`
  * tells the caller how much is waiting, if it wants to stop reading its virtqueue).
  *
  * Each enqueue method returns the command's tag (as reported to onError), or 0 if nothing was
@@ -28,11 +28,15 @@ export abstract class VirglCommands {
   protected readonly results = new Map<number, (status: number) => void>();
   private doorbellPending = false;
   private tag = 0;
+  private shareId = 0;
+  private readonly oneByte = new Uint8Array(1);
 
   protected constructor(
     protected readonly n: NativeAddon,
     protected readonly out: RingWriter,
     private readonly commandFd: number,
+    /** Where SHARE_MEMORY's fds go (non-blocking). */
+    private readonly memorySocket: number,
   ) {}
 
   /** Whether commands are accepted now. */
@@ -88,8 +92,36 @@ export abstract class VirglCommands {
   }
 
   /**
-   * segments: [hostAddr, len] pairs inside addon mappings (device/backing.ts). virglrenderer keeps
-   * them, pinned, until detachBacking/unrefResource. Large lists go in chunks.
+   * Let the render server map `fd` as this process mapped it at `addr` (its first `len` bytes,
+   * from file offset 0), so that backings inside [addr, addr+len) can be attached. The server
+   * keeps it mapped until unshareMemory(id) and the last backing in it is gone. Returns
+   * [share id, tag], or null if nothing was sent (closed, lost, or the fd could not be passed).
+   */
+  shareMemory(fd: number, addr: number, len: number): [id: number, tag: number] | null {
+    if (!this.accepting) return null;
+    // Concurrency: the server takes one fd from the socket per SHARE_MEMORY it executes; both
+    // travel in order, so the fd sent now is the one this message's execution receives.
+    const sent = this.n.sendMsg(this.memorySocket, [this.oneByte], [fd]);
+    if (sent !== 1) return null;
+    const id = (this.shareId = (this.shareId + 1) >>> 0 || 1);
+    const at = this.begin(P.Cmd.SHARE_MEMORY, P.SHARE_MEMORY.SIZE);
+    this.put(at + P.SHARE_MEMORY.ID, id);
+    this.out.view.setFloat64(at + P.SHARE_MEMORY.ADDR, addr, true);
+    this.out.view.setFloat64(at + P.SHARE_MEMORY.LEN, len, true);
+    return [id, this.end()];
+  }
+
+  unshareMemory(id: number): number {
+    const at = this.begin(P.Cmd.UNSHARE_MEMORY, P.UNSHARE_MEMORY.SIZE);
+    if (at < 0) return 0;
+    this.put(at + P.UNSHARE_MEMORY.ID, id);
+    return this.end();
+  }
+
+  /**
+   * segments: [hostAddr, len] pairs inside memory shared with shareMemory (device/backing.ts
+   * resolves them). virglrenderer keeps them, pinned, until detachBacking/unrefResource. Large
+   * lists go in chunks.
    */
   attachBacking(resId: number, segments: Float64Array): number {
     const perChunk = Math.floor((this.out.maxMessage - P.ATTACH_BACKING.SEGS) / P.ATTACH_BACKING.SEG_BYTES);
@@ -133,8 +165,8 @@ export abstract class VirglCommands {
   /**
    * SUBMIT_3D of `length` bytes that `fill` writes straight into the ring (e.g. gathered from
    * guest memory): called synchronously, once per chunk, to copy source bytes [srcOff, srcOff+len)
-   * to dst[dstOff..]. Streams larger than one ring message go in chunks the worker reassembles.
-   * If fill throws, the worker drops the partial stream and the exception propagates.
+   * to dst[dstOff..]. Streams larger than one ring message go in chunks the server reassembles.
+   * If fill throws, the server drops the partial stream and the exception propagates.
    */
   submitWith(ctxId: number, length: number, fill: (dst: Uint8Array, dstOff: number, srcOff: number, len: number) => void): number {
     const chunk = (this.out.maxMessage - P.SUBMIT.DATA) & ~3;
@@ -178,7 +210,7 @@ export abstract class VirglCommands {
 
   /**
    * What virglrenderer returned for the command with this tag (from an enqueue method, this
-   * event-loop turn): 0 or -errno; -ENODEV for tag 0 or when the worker is lost or closed first.
+   * event-loop turn): 0 or -errno; -ENODEV for tag 0 or when the server is lost or closed first.
    * FENCE and READBACK have their own results.
    */
   result(tag: number): Promise<number> {
@@ -216,7 +248,7 @@ export abstract class VirglCommands {
     if (this.out.end()) this.doorbell();
   }
 
-  /** Wake the worker once per event-loop turn, however many commands this turn enqueued. */
+  /** Wake the server once per event-loop turn, however many commands this turn enqueued. */
   protected doorbell(): void {
     if (this.doorbellPending) return;
     this.doorbellPending = true;

@@ -1,18 +1,21 @@
 /**
- * Coordinator side of the virgl renderer. One piscina worker (worker.ts) owns virglrenderer
- * (process-global, bound to one thread); this class starts it, reads its completions and settles
- * fences and readbacks. The command methods are in commands.ts.
+ * Coordinator side of the virgl renderer. A child process, the render server (render-server.ts),
+ * owns virglrenderer (process-global, bound to one thread), so that the library crashing on a
+ * hostile stream cannot take the daemon down; this class starts it, shares the memory backings
+ * live in with it, reads its completions and settles fences and readbacks. The command methods
+ * are in commands.ts.
  *
  * Fences and readbacks resolve with a status instead of rejecting (0, or a negative errno when it
  * will never happen), so a caller without a handler cannot bring the daemon down with an
- * unhandled rejection. A worker that dies marks the component lost: everything pending settles
+ * unhandled rejection. A server that dies marks the component lost: everything pending settles
  * with -ENODEV, resources are released, and later calls are no-ops.
  */
-import { Piscina } from 'piscina';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { log } from '../../log.js';
 import { check, errnoName, native, VirglFlags, watchFd, type FdWatcher } from '../../native.js';
 import { packagePath } from '../../package-path.js';
 import { SabRing } from '../sab-ring.js';
+import { Channel } from './channel.js';
 import { ENODEV, VirglCommands } from './commands.js';
 import { RingWriter } from './ring-writer.js';
 import * as P from './protocol.js';
@@ -23,7 +26,7 @@ export type { ReadbackRect, ReadbackTarget } from './commands.js';
 const ECANCELED = -125;
 const DEFAULT_FLAGS = VirglFlags.USE_EGL | VirglFlags.USE_SURFACELESS | VirglFlags.THREAD_SYNC;
 const MIN_COMMAND_RING = 1024, MIN_COMPLETION_RING = 4096; // a virgl2 capset (1376 B) must fit
-/** How long close() lets the worker finish SHUTDOWN before terminating it. */
+/** How long close() lets the server finish SHUTDOWN before killing it. */
 const SHUTDOWN_TIMEOUT_MS = 10_000;
 
 export interface VirglStartOptions {
@@ -36,11 +39,11 @@ export interface VirglStartOptions {
   readonly commandRingBytes?: number;
   /** Completion ring data bytes (power of two >= 4096); default 64 KiB. */
   readonly completionRingBytes?: number;
-  /** Readback target shared with the worker; default a new 16 MiB buffer. */
-  readonly readbackBuffer?: SharedArrayBuffer;
+  /** Bytes of the readback buffer shared with the server (scanout and cursor images); default 16 MiB. */
+  readonly readbackBytes?: number;
   /** A command failed in virglrenderer; default: a rate-limited warning. */
   readonly onError?: (e: VirglOpError) => void;
-  /** The worker died; everything pending was settled with -ENODEV. Default: logged only. */
+  /** The server died; everything pending was settled with -ENODEV. Default: logged only. */
   readonly onLost?: (e: Error) => void;
 }
 
@@ -68,8 +71,9 @@ export class VirglComponent extends VirglCommands {
   private readonly cpl: SabRing;
   private readonly ctl: Int32Array;
   private readonly watcher: FdWatcher;
-  private pool: Piscina | null = null;
-  private task: Promise<void> = Promise.resolve();
+  private child: ChildProcess | null = null;
+  /** Settles when the server process is gone, with the result line it printed (null if none). */
+  private exited: Promise<P.VirglServerResult | null> = Promise.resolve(null);
   private state: 'starting' | 'running' | 'closing' | 'closed' = 'starting';
   private lostError: Error | null = null;
   private readonly caps: VirglCapset[] = [];
@@ -78,13 +82,15 @@ export class VirglComponent extends VirglCommands {
 
   private constructor(
     private readonly opts: VirglStartOptions,
-    private readonly init: P.VirglWorkerInit,
+    private readonly config: P.VirglServerConfig,
+    private readonly channel: Channel,
+    private readonly fds: { readonly commands: number; readonly completions: number; readonly memory: number; readonly serverMemory: number },
   ) {
-    const ctl = new Int32Array(init.control, 0, P.CTL.WORDS);
-    super(native(), new RingWriter(new SabRing(init.commandRing), ctl, P.CTL.CMD_SPACE_WANTED), init.commandFd);
+    const ctl = new Int32Array(channel.control, 0, P.CTL.WORDS);
+    super(native(), new RingWriter(new SabRing(channel.commandRing), ctl, P.CTL.CMD_SPACE_WANTED), fds.commands, fds.memory);
     this.ctl = ctl;
-    this.cpl = new SabRing(init.completionRing);
-    this.watcher = watchFd('watch virgl completion eventfd', init.completionFd, (events) => {
+    this.cpl = new SabRing(channel.completionRing);
+    this.watcher = watchFd('watch virgl completion eventfd', fds.completions, (events) => {
       if (events < 0) log.error(`virgl: polling the completion eventfd failed: ${errnoName(events)}`);
       else this.onCompletions();
     });
@@ -95,35 +101,39 @@ export class VirglComponent extends VirglCommands {
     }
   }
 
-  /** Start the worker, load and initialise virglrenderer; resolves once its capsets are known. */
+  /** Start the render server, load and initialise virglrenderer; resolves once its capsets are known. */
   static async start(opts: VirglStartOptions): Promise<VirglComponent> {
-    const cmdBytes = opts.commandRingBytes ?? 2 << 20;
-    const cplBytes = opts.completionRingBytes ?? 64 << 10;
-    if (cmdBytes < MIN_COMMAND_RING) throw new RangeError(`options.commandRingBytes must be >= ${MIN_COMMAND_RING}`);
-    if (cplBytes < MIN_COMPLETION_RING) throw new RangeError(`options.completionRingBytes must be >= ${MIN_COMPLETION_RING}`);
+    const config: P.VirglServerConfig = {
+      commandRingBytes: opts.commandRingBytes ?? 2 << 20,
+      completionRingBytes: opts.completionRingBytes ?? 64 << 10,
+      readbackBytes: opts.readbackBytes ?? 16 << 20,
+      flags: opts.flags ?? DEFAULT_FLAGS,
+      capsets: opts.capsets.map((name) => P.VIRGL_CAPSETS[name]),
+      libraryPath: opts.libraryPath ?? null,
+      logLevel: log.level,
+    };
+    if (config.commandRingBytes < MIN_COMMAND_RING) throw new RangeError(`options.commandRingBytes must be >= ${MIN_COMMAND_RING}`);
+    if (config.completionRingBytes < MIN_COMPLETION_RING) throw new RangeError(`options.completionRingBytes must be >= ${MIN_COMPLETION_RING}`);
     const n = native();
-    const commandFd = check('eventfd (virgl commands)', n.eventfd(0, true));
-    const completionFd = n.eventfd(0, true);
-    if (completionFd < 0) {
-      n.close(commandFd);
-      check('eventfd (virgl completions)', completionFd);
-    }
+    const opened: number[] = [];
+    const open = (what: string, fd: number) => {
+      check(what, fd);
+      opened.push(fd);
+      return fd;
+    };
     let c: VirglComponent;
     try {
-      c = new VirglComponent(opts, {
-        commandRing: new SabRing(cmdBytes).sab,
-        completionRing: new SabRing(cplBytes).sab,
-        control: new SharedArrayBuffer(4 * P.CTL.WORDS),
-        readbackBuffer: opts.readbackBuffer ?? new SharedArrayBuffer(16 << 20),
-        commandFd,
-        completionFd,
-        flags: opts.flags ?? DEFAULT_FLAGS,
-        capsets: opts.capsets.map((name) => P.VIRGL_CAPSETS[name]),
-        libraryPath: opts.libraryPath ?? null,
-      });
+      const commands = open('eventfd (virgl commands)', n.eventfd(0, true));
+      const completions = open('eventfd (virgl completions)', n.eventfd(0, true));
+      const pair = n.socketPair();
+      if (typeof pair === 'number') check('socketpair (virgl memory)', pair);
+      const [memory, serverMemory] = pair as [number, number];
+      opened.push(memory, serverMemory);
+      check('virgl memory socket', n.setNonBlocking(memory, true)); // a stuck server must not block us
+      const channel = Channel.create(config); // owns its fd from here on
+      c = new VirglComponent(opts, config, channel, { commands, completions, memory, serverMemory });
     } catch (e) {
-      n.close(commandFd);
-      n.close(completionFd);
+      for (const fd of opened) n.close(fd);
       throw e;
     }
     await c.launch();
@@ -131,39 +141,49 @@ export class VirglComponent extends VirglCommands {
   }
 
   private async launch(): Promise<void> {
-    const pool = new Piscina({
-      filename: packagePath('dist/src/renderers/virgl/worker.js'),
-      minThreads: 1,
-      maxThreads: 1,
-      concurrentTasksPerWorker: 1,
-      idleTimeout: Infinity,
-      atomics: 'disabled', // the task lives for the whole session on the worker's event loop
-    });
-    // An 'error' event without a listener would throw on the coordinator.
-    pool.on('error', (e: unknown) => log.error(`virgl worker pool: ${describe(e)}`));
-    this.pool = pool;
+    const fd = P.SERVER_FD;
+    const stdio: (number | 'pipe' | 'inherit')[] = ['pipe', 'pipe', 'inherit'];
+    stdio[fd.CHANNEL] = this.channel.fd;
+    stdio[fd.COMMANDS] = this.fds.commands;
+    stdio[fd.COMPLETIONS] = this.fds.completions;
+    stdio[fd.MEMORY] = this.fds.serverMemory;
     let startError: string | null = null;
     const ready = new Promise<void>((resolve) => (this.onReady = resolve));
-    this.task = (pool.run(this.init) as Promise<P.VirglWorkerResult>).then(
-      (r) => {
-        if (!r.ok) startError = r.error;
-        else if (this.state === 'running') this.lose(new Error('virgl worker ended without SHUTDOWN'));
-      },
-      (e: unknown) => {
-        if (this.state === 'starting') startError = `virglrenderer: worker failed while starting: ${describe(e)}`;
-        else if (this.state === 'running') this.lose(e instanceof Error ? e : new Error(describe(e)));
-      },
-    );
-    // Concurrency: READY arrives through the completion ring; a failed load/init ends the task
+    const child = spawn(process.execPath, [packagePath('dist/src/renderers/virgl/render-server.js'), JSON.stringify(this.config)], { stdio });
+    this.child = child;
+    let out = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d.slice(0, 4096)));
+    child.stdin!.on('error', () => {}); // EPIPE once the server is gone: its exit is handled below
+    this.exited = new Promise((resolve) => {
+      child.once('error', (e) => {
+        startError = `virgl render server: cannot start ${process.execPath}: ${e.message}`;
+        resolve(null);
+      });
+      child.once('close', (code, signal) => {
+        let r: P.VirglServerResult | null = null;
+        try {
+          r = JSON.parse(out.split('\n')[0]) as P.VirglServerResult;
+        } catch {
+          // no result line: it crashed
+        }
+        if (r && !r.ok) startError = r.error;
+        if (this.state === 'running') {
+          const how = signal ? `killed by ${signal}` : `exit code ${code}`;
+          this.lose(new Error(r && !r.ok ? r.error : `virgl render server (pid ${child.pid}) ended without SHUTDOWN (${how})`));
+        }
+        resolve(r);
+      });
+    });
+    // Concurrency: READY arrives through the completion ring; a failed load/init ends the server
     // without READY. Whichever comes first decides.
-    await Promise.race([ready, this.task]);
+    await Promise.race([ready, this.exited]);
     if (this.onReady === null) {
       this.state = 'running';
       return;
     }
     this.state = 'closing';
     await this.release();
-    throw new Error(startError ?? 'virglrenderer: worker ended before it was ready');
+    throw new Error(startError ?? 'virglrenderer: the render server ended before it was ready');
   }
 
   /** The capsets requested at start that this virglrenderer serves (size > 0). */
@@ -171,13 +191,19 @@ export class VirglComponent extends VirglCommands {
     return this.caps;
   }
 
-  /** True once the worker died; every later call is a no-op (tag 0, status -ENODEV). */
+  /** True once the server died; every later call is a no-op (tag 0, status -ENODEV). */
   get lost(): boolean {
     return this.lostError !== null;
   }
 
-  get readbackBuffer(): SharedArrayBuffer {
-    return this.init.readbackBuffer;
+  /** Where READBACK writes: shared with the server. */
+  get readbackBuffer(): ArrayBuffer {
+    return this.channel.readback;
+  }
+
+  /** The render server's process id (null before it started or once it is gone). */
+  get pid(): number | null {
+    return this.child?.exitCode === null && this.child.signalCode === null ? this.child.pid ?? null : null;
   }
 
   protected override get accepting(): boolean {
@@ -188,7 +214,7 @@ export class VirglComponent extends VirglCommands {
     return this.state === 'running' || this.state === 'closing';
   }
 
-  /** Shut the worker down (virgl_renderer_cleanup) and release everything. Idempotent. */
+  /** Shut the server down (virgl_renderer_cleanup, then it exits) and release everything. Idempotent. */
   close(): Promise<void> {
     this.closing ??= this.shutdown();
     return this.closing;
@@ -199,26 +225,28 @@ export class VirglComponent extends VirglCommands {
       this.state = 'closing';
       this.enqueueShutdown();
       // Concurrency: the completion watcher keeps running, so a backlog still drains into the
-      // ring and SHUTDOWN reaches the worker; the task resolves after virgl_renderer_cleanup.
+      // ring and SHUTDOWN reaches the server; it exits after virgl_renderer_cleanup.
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, SHUTDOWN_TIMEOUT_MS)));
-      await Promise.race([this.task, timeout]);
+      await Promise.race([this.exited, timeout]);
       clearTimeout(timer);
-      this.onCompletions(); // fences the worker reported on its way out
+      this.onCompletions(); // fences the server reported on its way out
     }
     this.state = 'closing';
     this.settleAll(ENODEV);
     await this.release();
   }
 
-  /** Terminate the pool, stop watching, close the eventfds (the worker no longer uses them). */
+  /** Kill the server if it is still there, stop watching, close the fds and the channel. */
   private async release(): Promise<void> {
-    const pool = this.pool;
-    this.pool = null;
-    if (pool) await pool.destroy();
+    const child = this.child;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await this.exited;
+    }
     this.watcher.close();
-    this.n.close(this.init.commandFd);
-    this.n.close(this.init.completionFd);
+    for (const fd of [this.fds.commands, this.fds.completions, this.fds.memory, this.fds.serverMemory]) this.n.close(fd);
+    this.channel.close();
     this.out.discard();
     this.state = 'closed';
   }
@@ -226,7 +254,7 @@ export class VirglComponent extends VirglCommands {
   private lose(e: Error): void {
     this.lostError = e;
     this.state = 'closing'; // no SHUTDOWN: nobody is left to read it
-    log.error(`virglrenderer worker lost: ${e.message}; every virgl context is gone`);
+    log.error(`virglrenderer lost: ${e.message}; every virgl context is gone`);
     void this.close(); // settles everything pending with -ENODEV, then releases
     try {
       this.opts.onLost?.(e);
@@ -247,14 +275,14 @@ export class VirglComponent extends VirglCommands {
     if (this.state === 'closed') return;
     // Concurrency: clear the eventfd before draining; a completion committed after our last peek
     // comes with another eventfdWrite and wakes us again.
-    this.n.eventfdRead(this.init.completionFd);
+    this.n.eventfdRead(this.fds.completions);
     for (let m = this.cpl.peek(); m; m = this.cpl.peek()) {
       this.handle(m[0], m[1]);
       this.cpl.release();
     }
-    // The worker queued completions for lack of space: we just made some.
+    // The server queued completions for lack of space: we just made some.
     if (Atomics.exchange(this.ctl, P.CTL.CPL_SPACE_WANTED, 0) !== 0) this.doorbell();
-    // The worker released command space: move our backlog in.
+    // The server released command space: move our backlog in.
     if (this.out.backlog.messages > 0 && this.out.flush()) this.doorbell();
   }
 

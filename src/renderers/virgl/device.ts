@@ -1,9 +1,9 @@
 /**
  * The virglrenderer side of the device (--gpu-mode virglrenderer): every resource is a virgl
- * resource and every context a virgl context, owned by the VirglComponent's worker. All ids are
- * validated here on the coordinator, so nothing the guest names reaches the worker unchecked, and
+ * resource and every context a virgl context, owned by the VirglComponent's render server. All ids are
+ * validated here on the coordinator, so nothing the guest names reaches the server unchecked, and
  * so are transfers (against the resource and its backing, as virglrenderer checks them). What only
- * virglrenderer can refuse is answered with its result: an unfenced command when the worker has
+ * virglrenderer can refuse is answered with its result: an unfenced command when the server has
  * run it, a fenced one when its fence signals (the queue goes on meanwhile in both cases).
  */
 import type { Renderer } from '../../device/renderer.js';
@@ -47,7 +47,7 @@ export interface VirglDeviceOptions {
   answers: AnswerOrder;
 }
 
-/** virglrenderer behind the device: coordinator-side state and validation, work in the worker. */
+/** virglrenderer behind the device: coordinator-side state and validation, work in the render server. */
 export class VirglDevice implements Renderer {
   private readonly component: VirglComponent;
   private readonly budget: HostMemoryBudget;
@@ -59,6 +59,9 @@ export class VirglDevice implements Renderer {
   private readonly box = [0, 0, 0, 0, 0, 0];
   private rec: Int32Array = new Int32Array(0);
   private readonly answers: AnswerOrder;
+  /** The guest memory mappings shared with the render server, for memory generation sharedFor. */
+  private shares: number[] = [];
+  private sharedFor = -1;
 
   constructor(opts: VirglDeviceOptions) {
     this.component = opts.component;
@@ -281,6 +284,7 @@ export class VirglDevice implements Renderer {
     const segs = b.resolve(this.memory);
     this.budget.reserve(n * ENTRY_OVERHEAD, 'backing of resource', res.id);
     res.backing = b;
+    this.unshare(this.shareMemory()); // no backing was attached in the old memory, or memoryChanged would have run
     return this.component.result(this.component.attachBacking(res.id, segs)).then((st) => {
       if (st < 0 && res.backing === b) this.setBacking(res, null);
       return st;
@@ -350,6 +354,7 @@ export class VirglDevice implements Renderer {
   }
 
   memoryChanged(): void {
+    const old = this.shareMemory();
     for (const res of this.resources.values()) {
       if (!res.backing) continue;
       this.component.detachBacking(res.id);
@@ -360,13 +365,38 @@ export class VirglDevice implements Renderer {
         this.setBacking(res, null);
       }
     }
+    this.unshare(old); // after the re-attaches: the server keeps what a backing still uses anyway
   }
 
-  /** Forget everything (device reset or the session ended): the worker's objects are released too. */
+  /**
+   * Share the current guest memory with the render server (backings can only point into shared
+   * memory). Returns the shares of the memory before, for the caller to unshare.
+   */
+  private shareMemory(): number[] {
+    if (this.sharedFor === this.memory.generation) return [];
+    const old = this.shares;
+    this.shares = [];
+    for (const m of this.memory.mappings()) {
+      const s = this.component.shareMemory(m.fd, m.addr, m.len);
+      if (s) this.shares.push(s[0]);
+      else log.error(`virgl: cannot share guest memory at 0x${m.addr.toString(16)} with the render server; backings there will fail`);
+    }
+    this.sharedFor = this.memory.generation;
+    return old;
+  }
+
+  private unshare(ids: readonly number[]): void {
+    for (const id of ids) this.component.unshareMemory(id);
+  }
+
+  /** Forget everything (device reset or the session ended): the server's objects are released too. */
   reset(): void {
     this.scanouts.reset();
     for (const id of [...this.contexts.keys()]) this.destroyContext(id);
     for (const res of [...this.resources.values()]) this.unref(res);
+    this.unshare(this.shares);
+    this.shares = [];
+    this.sharedFor = -1;
   }
 }
 

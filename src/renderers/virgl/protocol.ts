@@ -1,7 +1,8 @@
 /**
- * Wire layout between the coordinator (component.ts) and the virgl worker (worker.ts): the
- * command ring (coordinator -> worker), the completion ring (worker -> coordinator), both
- * SabRing, plus a small control block. Written once here; both sides use only these names.
+ * Wire layout between the coordinator (component.ts) and the virgl render server, a child process
+ * (render-server.ts): the command ring (coordinator -> server), the completion ring (server ->
+ * coordinator), both SabRing in the shared channel (channel.ts), plus a small control block.
+ * Written once here; both sides use only these names.
  *
  * Every message payload starts with {op u32 @0, tag u32 @4}; fields follow at the named byte
  * offsets (little-endian, all u32 unless noted). Payloads start 4-byte aligned in the ring, so a
@@ -12,7 +13,7 @@
 /** Message header, common to both rings. */
 export const HDR = { OP: 0, TAG: 4, SIZE: 8 } as const;
 
-/** Command ops (coordinator -> worker). */
+/** Command ops (coordinator -> server). */
 export const Cmd = {
   CREATE_CONTEXT: 1,
   DESTROY_CONTEXT: 2,
@@ -28,13 +29,15 @@ export const Cmd = {
   FENCE: 12,
   READBACK: 13,
   SHUTDOWN: 14,
+  SHARE_MEMORY: 15,
+  UNSHARE_MEMORY: 16,
 } as const;
 export type CmdOp = (typeof Cmd)[keyof typeof Cmd];
 
 /** FAILED_OP of an ERROR raised while starting (e.g. a capset that could not be read). */
 export const STARTUP = 0;
 
-/** Completion ops (worker -> coordinator). */
+/** Completion ops (server -> coordinator). */
 export const Cpl = {
   /** One per requested capset with size > 0, before READY. */
   CAPSET: 1,
@@ -45,7 +48,7 @@ export const Cpl = {
   /** A context was destroyed: its fences up to a horizon will never signal. */
   FENCES_DROPPED: 5,
   READBACK_DONE: 6,
-  /** A message the worker could not execute (short, unknown op) or a startup failure. */
+  /** A message the server could not execute (short, unknown op) or a startup failure. */
   ERROR: 7,
   /** What virglrenderer returned for a command (every op but FENCE, READBACK and SHUTDOWN). */
   RESULT: 8,
@@ -77,6 +80,13 @@ export const ATTACH_BACKING = { RES: 8, FLAGS: 12, COUNT: 16, SEGS: 20, SIZE: 20
 export const TRANSFER = { RES: 8, CTX: 12, LEVEL: 16, STRIDE: 20, LAYER_STRIDE: 24, BOX: 28, OFFSET: 52, SIZE: 60 } as const;
 /** SUBMIT: LEN command bytes at DATA (multiple of 4); chunked with FLAG_MORE. */
 export const SUBMIT = { CTX: 8, FLAGS: 12, LEN: 16, DATA: 20, SIZE: 20 } as const;
+/**
+ * SHARE_MEMORY: the mapping [ADDR, ADDR+LEN) of the coordinator (f64s) may hold backings; its fd
+ * was sent over the memory socket (one fd, one byte) before this message was enqueued.
+ */
+export const SHARE_MEMORY = { ID: 8, ADDR: 12, LEN: 20, SIZE: 28 } as const;
+/** UNSHARE_MEMORY: share ID is no longer needed for new backings. */
+export const UNSHARE_MEMORY = { ID: 8, SIZE: 12 } as const;
 /** FENCE: CTX 0 = global timeline (32-bit SEQ_LO only), else the context's ring-0 timeline. */
 export const FENCE = { CTX: 8, SEQ_LO: 12, SEQ_HI: 16, SIZE: 20 } as const;
 /**
@@ -107,7 +117,7 @@ export const ERROR = { FAILED_OP: 8, STATUS: 12, A: 16, B: 20, SIZE: 24 } as con
  */
 export const RESULT = ERROR;
 
-// --- control block (Int32Array over its own small SAB) ---
+// --- control block (Int32Array over the first bytes of the channel) ---
 
 /**
  * Each flag says "the producer of that ring found it full and waits for space": the consumer,
@@ -120,25 +130,35 @@ export const CTL = { CMD_SPACE_WANTED: 0, CPL_SPACE_WANTED: 1, WORDS: 4 } as con
 export const VIRGL_CAPSETS = { virgl: 1, virgl2: 2 } as const;
 export type VirglCapsetName = keyof typeof VIRGL_CAPSETS;
 
-/** Everything the worker task needs; structured-cloned once (SABs are shared, fds are process-wide). */
-export interface VirglWorkerInit {
-  readonly commandRing: SharedArrayBuffer;
-  readonly completionRing: SharedArrayBuffer;
-  readonly control: SharedArrayBuffer;
-  /** Target of READBACK (scanout/cursor images). */
-  readonly readbackBuffer: SharedArrayBuffer;
-  /** The coordinator signals this after committing commands. */
-  readonly commandFd: number;
-  /** The worker signals this after committing completions (or releasing command space). */
-  readonly completionFd: number;
+/**
+ * The render server's fds: the coordinator passes them as these fd numbers (spawn stdio), so the
+ * server finds them without a handshake.
+ */
+export const SERVER_FD = {
+  /** The channel memfd (channel.ts). */
+  CHANNEL: 3,
+  /** The coordinator signals this eventfd after committing commands. */
+  COMMANDS: 4,
+  /** The server signals this eventfd after committing completions (or releasing command space). */
+  COMPLETIONS: 5,
+  /** Unix socket carrying the fds of SHARE_MEMORY. */
+  MEMORY: 6,
+} as const;
+
+/** The render server's settings, passed as JSON in its argv. */
+export interface VirglServerConfig {
+  readonly commandRingBytes: number;
+  readonly completionRingBytes: number;
+  readonly readbackBytes: number;
   readonly flags: number;
   readonly capsets: readonly number[];
   /** null = libvirglrenderer.so.1 from the loader path. */
   readonly libraryPath: string | null;
+  readonly logLevel: string;
 }
 
-/** How the task ended: ok after SHUTDOWN, or why it could not start. */
-export type VirglWorkerResult = { readonly ok: true } | { readonly ok: false; readonly error: string };
+/** How the server ended (one JSON line on its stdout): ok after SHUTDOWN, or why it could not start. */
+export type VirglServerResult = { readonly ok: true } | { readonly ok: false; readonly error: string };
 
 /** Name of a command op, for log lines. */
 export function cmdName(op: number): string {

@@ -123,8 +123,8 @@ export class WorkerContextHost {
     this.completionFd = completionFd;
     const init: P.WorkerContextInit = {
       module: type.module, ctxId, capsetId, name, options: type.options,
-      commandRing: new SabRing(COMMAND_RING).sab,
-      completionRing: new SabRing(COMPLETION_RING).sab,
+      commandRing: SabRing.allocate(COMMAND_RING),
+      completionRing: SabRing.allocate(COMPLETION_RING),
       control: new SharedArrayBuffer(4 * P.CTL.WORDS),
       commandFd: this.commandFd,
       completionFd,

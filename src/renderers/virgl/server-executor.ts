@@ -1,11 +1,12 @@
 /**
- * Executes one command-ring message against virglrenderer (on the worker thread). Never throws
+ * Executes one command-ring message against virglrenderer (in the render server). Never throws
  * for bad input: a short message or an unknown op becomes an ERROR completion; every executed
  * command (but FENCE, READBACK and SHUTDOWN, which have their own) is answered with a RESULT.
  */
 import type { NativeAddon } from '../../native.js';
 import type { SabRing } from '../sab-ring.js';
-import type { CompletionWriter } from './worker-completions.js';
+import type { CompletionWriter } from './server-completions.js';
+import type { ServerMemory } from './server-memory.js';
 import * as P from './protocol.js';
 import { unsafeCommand } from './stream-guard.js';
 import { log } from '../../log.js';
@@ -18,7 +19,7 @@ const MAX_SUBMIT_BYTES = 64 << 20;
 /** The addon's own limit for one backing. */
 const MAX_SEGMENTS = 16384;
 
-/** What the executor needs from the fence machinery of the worker. */
+/** What the executor needs from the fence machinery of the server. */
 export interface FenceHooks {
   /** Report fences that already retired (before a context destroy drops the rest). */
   collect(): void;
@@ -52,6 +53,7 @@ export class CommandExecutor {
     private readonly out: CompletionWriter,
     private readonly readbackBytes: Uint8Array,
     private readonly fences: FenceHooks,
+    private readonly memory: ServerMemory,
   ) {}
 
   /** Execute the message at [at, at+len) of the command ring; true for SHUTDOWN. */
@@ -109,6 +111,7 @@ export class CommandExecutor {
         b = u32(P.RESOURCE.RES);
         rc = n.virglResourceUnref(b);
         this.firstIov.delete(b);
+        this.memory.unpin(b);
         break;
       case P.Cmd.ATTACH_BACKING:
         b = u32(P.ATTACH_BACKING.RES);
@@ -118,6 +121,7 @@ export class CommandExecutor {
         b = u32(P.RESOURCE.RES);
         rc = n.virglDetachIov(b);
         this.firstIov.delete(b);
+        this.memory.unpin(b);
         break;
       case P.Cmd.TRANSFER_WRITE:
       case P.Cmd.TRANSFER_READ: {
@@ -141,6 +145,14 @@ export class CommandExecutor {
       case P.Cmd.READBACK:
         this.readback(at, tag);
         return false;
+      case P.Cmd.SHARE_MEMORY:
+        a = u32(P.SHARE_MEMORY.ID);
+        rc = this.memory.share(a, v.getFloat64(at + P.SHARE_MEMORY.ADDR, true), v.getFloat64(at + P.SHARE_MEMORY.LEN, true));
+        break;
+      case P.Cmd.UNSHARE_MEMORY:
+        a = u32(P.UNSHARE_MEMORY.ID);
+        rc = this.memory.unshare(a);
+        break;
       case P.Cmd.SHUTDOWN:
         return true;
     }
@@ -157,15 +169,14 @@ export class CommandExecutor {
     for (let i = 0, off = at + P.ATTACH_BACKING.SEGS; i < count * 2; i++, off += 8) this.segs.push(v.getFloat64(off, true));
     if (this.segs.length > 2 * MAX_SEGMENTS) return this.dropSegments(EINVAL);
     if (v.getUint32(at + P.ATTACH_BACKING.FLAGS, true) & P.FLAG_MORE) return MORE;
-    const iov = new BigUint64Array(this.segs.length);
-    for (let i = 0; i < this.segs.length; i++) {
-      const x = this.segs[i];
-      if (!Number.isSafeInteger(x) || x < 0) return this.dropSegments(EINVAL); // BigInt() would throw
-      iov[i] = BigInt(x);
-    }
+    const t = this.memory.translate(this.segs); // null: not inside memory the coordinator shared
     this.segs = [];
-    const rc = this.n.virglAttachIov(res, iov);
-    if (rc >= 0) this.firstIov.set(res, iov.length >= 2 ? Number(iov[1]) : 0);
+    if (!t) return EINVAL;
+    const rc = this.n.virglAttachIov(res, t.iov);
+    if (rc >= 0) {
+      this.firstIov.set(res, t.iov.length >= 2 ? Number(t.iov[1]) : 0);
+      this.memory.pin(res, t.used);
+    }
     return rc;
   }
 
@@ -272,6 +283,8 @@ function minSize(op: number): number {
     case P.Cmd.SUBMIT: return P.SUBMIT.SIZE;
     case P.Cmd.FENCE: return P.FENCE.SIZE;
     case P.Cmd.READBACK: return P.READBACK.SIZE;
+    case P.Cmd.SHARE_MEMORY: return P.SHARE_MEMORY.SIZE;
+    case P.Cmd.UNSHARE_MEMORY: return P.UNSHARE_MEMORY.SIZE;
     case P.Cmd.SHUTDOWN: return P.HDR.SIZE;
     default: return -1;
   }

@@ -1,16 +1,25 @@
 /**
- * The virgl worker (piscina task module; loaded compiled from dist/). virglrenderer is a
- * process-global GL state machine bound to the thread that initialised it, so this one long-lived
- * task owns every virgl context: it waits on the command eventfd, executes the command ring in
- * order (worker-executor.ts) and writes completions back. With THREAD_SYNC, virglrenderer's poll
- * fd turns readable when fences retire; without it, fences are polled on a short timer.
+ * The virgl render server: a child process of the daemon that owns virglrenderer, so that a crash
+ * of the library (or of Mesa under it) on a hostile command stream ends this process only. The
+ * coordinator sees it die, reports every virgl context lost and keeps 2D and the other contexts
+ * running (component.ts). virglrenderer is process-global and bound to the thread that initialised
+ * it, so this one process owns every virgl context: it waits on the command eventfd, executes
+ * the command ring in order (server-executor.ts) and writes completions back. With THREAD_SYNC,
+ * virglrenderer's poll fd turns readable when fences retire; without it, fences are polled on a
+ * short timer.
+ *
+ * Started as `node render-server.js <config JSON>` with the fds of protocol.ts SERVER_FD; it
+ * prints one VirglServerResult line on stdout when it ends, and exits when its stdin closes (the
+ * coordinator died).
  */
 import { errnoName, native, VIRGL_GLOBAL_RING, type FdWatcher, type NativeAddon } from '../../native.js';
-import { log } from '../../log.js';
+import { log, type LogLevel } from '../../log.js';
 import { SabRing } from '../sab-ring.js';
+import { Channel } from './channel.js';
 import { RingWriter } from './ring-writer.js';
-import { CompletionWriter } from './worker-completions.js';
-import { CommandExecutor, type FenceHooks } from './worker-executor.js';
+import { CompletionWriter } from './server-completions.js';
+import { CommandExecutor, type FenceHooks } from './server-executor.js';
+import { ServerMemory } from './server-memory.js';
 import * as P from './protocol.js';
 
 const EINVAL = -22;
@@ -21,19 +30,34 @@ const FENCE_POLL_MS = 1;
 /** How long a context destroy waits for outstanding fences to retire. */
 const QUIESCE_MS = 1000;
 
-export default async function virglWorker(init: P.VirglWorkerInit): Promise<P.VirglWorkerResult> {
-  const n = native();
-  const lib = n.virglLoad(init.libraryPath);
-  if (!lib.ok) return { ok: false, error: `virglrenderer: cannot load ${init.libraryPath ?? 'libvirglrenderer.so.1'}: ${lib.error}` };
-  const rc = n.virglInit(init.flags);
-  if (rc < 0) {
-    const why = rc === -5 ? ' (virglrenderer refused: no usable EGL/GL display?)' : rc === -16 ? ' (already initialised in this process)' : '';
-    return { ok: false, error: `virglrenderer: init with flags 0x${(init.flags >>> 0).toString(16)} failed: ${errnoName(rc)}${why}` };
+async function main(): Promise<void> {
+  process.title = 'vhost-gpu-virgl';
+  const config = JSON.parse(process.argv[2] ?? '{}') as P.VirglServerConfig;
+  log.setLevel(config.logLevel as LogLevel);
+  // The coordinator holds the other end of stdin: EOF means it is gone, and so are we.
+  process.stdin.on('end', () => process.exit(0)).on('error', () => process.exit(0)).resume();
+  let result: P.VirglServerResult;
+  try {
+    result = await serve(config);
+  } catch (e) {
+    result = { ok: false, error: `virgl render server: ${e instanceof Error ? e.message : String(e)}` };
   }
-  return new VirglWorker(n, init).run();
+  process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(0));
 }
 
-class VirglWorker implements FenceHooks {
+async function serve(config: P.VirglServerConfig): Promise<P.VirglServerResult> {
+  const n = native();
+  const lib = n.virglLoad(config.libraryPath);
+  if (!lib.ok) return { ok: false, error: `virglrenderer: cannot load ${config.libraryPath ?? 'libvirglrenderer.so.1'}: ${lib.error}` };
+  const rc = n.virglInit(config.flags);
+  if (rc < 0) {
+    const why = rc === -5 ? ' (virglrenderer refused: no usable EGL/GL display?)' : '';
+    return { ok: false, error: `virglrenderer: init with flags 0x${(config.flags >>> 0).toString(16)} failed: ${errnoName(rc)}${why}` };
+  }
+  return new VirglServer(n, config, Channel.map(P.SERVER_FD.CHANNEL, config)).run();
+}
+
+class VirglServer implements FenceHooks {
   private readonly cmd: SabRing;
   private readonly ctl: Int32Array;
   private readonly out: CompletionWriter;
@@ -41,7 +65,7 @@ class VirglWorker implements FenceHooks {
   private readonly watchers: FdWatcher[] = [];
   private readonly pollFd: number;
   private stopped = false;
-  private settle: ((r: P.VirglWorkerResult) => void) | null = null;
+  private settle: ((r: P.VirglServerResult) => void) | null = null;
   private fail: ((e: unknown) => void) | null = null;
   // Newest created / signalled seq per timeline (0 = global): fences are out where they differ.
   private readonly createdSeq = new Map<number, number>();
@@ -49,22 +73,23 @@ class VirglWorker implements FenceHooks {
   private pollTimer: NodeJS.Timeout | null = null;
   private readonly sleeper = new Int32Array(new SharedArrayBuffer(4));
 
-  constructor(private readonly n: NativeAddon, private readonly init: P.VirglWorkerInit) {
-    this.cmd = new SabRing(init.commandRing);
-    this.ctl = new Int32Array(init.control, 0, P.CTL.WORDS);
-    const ring = new RingWriter(new SabRing(init.completionRing), this.ctl, P.CTL.CPL_SPACE_WANTED);
-    this.out = new CompletionWriter(n, ring, init.completionFd);
-    this.exec = new CommandExecutor(n, this.cmd, this.out, new Uint8Array(init.readbackBuffer), this);
+  constructor(private readonly n: NativeAddon, private readonly config: P.VirglServerConfig, channel: Channel) {
+    this.cmd = new SabRing(channel.commandRing);
+    this.ctl = new Int32Array(channel.control, 0, P.CTL.WORDS);
+    const ring = new RingWriter(new SabRing(channel.completionRing), this.ctl, P.CTL.CPL_SPACE_WANTED);
+    this.out = new CompletionWriter(n, ring, P.SERVER_FD.COMPLETIONS);
+    const memory = new ServerMemory(P.SERVER_FD.MEMORY);
+    this.exec = new CommandExecutor(n, this.cmd, this.out, new Uint8Array(channel.readback), this, memory);
     this.pollFd = n.virglPollFd();
   }
 
-  run(): Promise<P.VirglWorkerResult> {
+  run(): Promise<P.VirglServerResult> {
     return new Promise((resolve, reject) => {
       this.settle = resolve;
       this.fail = reject;
       this.guarded(() => {
         this.sendCapsets();
-        this.watch(this.init.commandFd, () => this.onCommands());
+        this.watch(P.SERVER_FD.COMMANDS, () => this.onCommands());
         if (this.pollFd >= 0) this.watch(this.pollFd, () => this.collect());
         this.onCommands(); // commands enqueued before we started watching
       });
@@ -74,16 +99,16 @@ class VirglWorker implements FenceHooks {
   private watch(fd: number, cb: () => void): void {
     const w = this.n.watch(fd, (events) =>
       this.guarded(() => {
-        if (events < 0) throw new Error(`virgl worker: polling fd ${fd} failed: ${errnoName(events)}`);
+        if (events < 0) throw new Error(`polling fd ${fd} failed: ${errnoName(events)}`);
         cb();
       }));
-    if (typeof w === 'number') throw new Error(`virgl worker: cannot watch fd ${fd}: ${errnoName(w)}`);
+    if (typeof w === 'number') throw new Error(`cannot watch fd ${fd}: ${errnoName(w)}`);
     this.watchers.push(w);
     const rc = w.start(this.n.READABLE);
-    if (rc < 0) throw new Error(`virgl worker: cannot watch fd ${fd}: ${errnoName(rc)}`);
+    if (rc < 0) throw new Error(`cannot watch fd ${fd}: ${errnoName(rc)}`);
   }
 
-  /** Run a handler, then signal its completions. Only a bug throws here: it ends the task. */
+  /** Run a handler, then signal its completions. Only a bug throws here: it ends the server. */
   private guarded(fn: () => void): void {
     if (this.stopped) return;
     try {
@@ -105,7 +130,7 @@ class VirglWorker implements FenceHooks {
 
   private sendCapsets(): void {
     let count = 0;
-    for (const id of this.init.capsets) {
+    for (const id of this.config.capsets) {
       const [maxVersion, maxSize] = this.n.virglGetCapset(id);
       if (maxSize <= 0) continue;
       const data = new Uint8Array(maxSize);
@@ -132,7 +157,7 @@ class VirglWorker implements FenceHooks {
   private onCommands(): void {
     // Concurrency: clear the eventfd before draining. A commit after our last peek is followed by
     // another eventfdWrite, so it wakes us again; nothing is left unseen.
-    this.n.eventfdRead(this.init.commandFd);
+    this.n.eventfdRead(P.SERVER_FD.COMMANDS);
     let budget = DRAIN_BUDGET;
     for (let m = this.cmd.peek(); m; m = this.cmd.peek()) {
       const shutdown = this.exec.execute(m[0], m[1]);
@@ -140,7 +165,7 @@ class VirglWorker implements FenceHooks {
       if (shutdown) return this.shutdown();
       if (--budget === 0) {
         // The coordinator can refill as fast as we drain: let fence polls run, then continue.
-        this.n.eventfdWrite(this.init.commandFd, 1);
+        this.n.eventfdWrite(P.SERVER_FD.COMMANDS, 1);
         break;
       }
     }
@@ -181,7 +206,7 @@ class VirglWorker implements FenceHooks {
       if (!this.outstanding()) return;
       const left = deadline - performance.now();
       if (left <= 0) {
-        log.guest('virgl-quiesce', 'virgl worker: fences still outstanding after 1 s, destroying the context anyway');
+        log.guest('virgl-quiesce', 'virgl render server: fences still outstanding after 1 s, destroying the context anyway');
         return;
       }
       if (this.pollFd >= 0) this.n.pollFd(this.pollFd, this.n.POLLIN, Math.ceil(left));
@@ -211,3 +236,5 @@ class VirglWorker implements FenceHooks {
     }, FENCE_POLL_MS);
   }
 }
+
+void main();

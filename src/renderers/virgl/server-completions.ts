@@ -1,5 +1,5 @@
 /**
- * Worker side of the completion ring: builds completion messages and wakes the coordinator once
+ * Render server side of the completion ring: builds completion messages and wakes the coordinator once
  * per batch (one eventfdWrite however many completions a wake-up produced).
  */
 import type { NativeAddon } from '../../native.js';
