@@ -4,28 +4,25 @@
  */
 import { log } from '../log.js';
 import type { Options } from '../cli/options.js';
-import { VirglComponent, type VirglCapsetName } from '../renderers/virgl/component.js';
+import type { VirglCapsetName } from '../renderers/virgl/component.js';
+import { VirglService } from '../renderers/virgl/service.js';
 import { CAPSETS, workerType } from '../renderers/capsets.js';
 import { WorkerContexts } from '../renderers/worker-context/host.js';
 import type { OfferedCapset } from '../device/contexts.js';
 import { GpuBackend } from './gpu-backend.js';
 import { listen, serveFd, type Server } from './server.js';
 
-/** How long an exit waits for the virglrenderer worker to shut down. */
+/** How long an exit waits for the virgl render server to shut down. */
 const EXIT_GRACE_MS = 5000;
 
 /** Start virglrenderer (virglrenderer mode); throws one clear message if it cannot. */
-export async function startVirgl(opts: Pick<Options, 'capsets' | 'virglFlags'>): Promise<VirglComponent> {
+export async function startVirgl(opts: Pick<Options, 'capsets' | 'virglFlags'>): Promise<VirglService> {
   const capsets = CAPSETS.filter((r) => r.runner === 'virgl' && opts.capsets.includes(r.name)).map((r) => r.name as VirglCapsetName);
-  const c = await VirglComponent.start({
+  const c = await VirglService.start({
     capsets,
     flags: opts.virglFlags,
     // For a virglrenderer outside the loader's path (and tests of a missing one).
     libraryPath: process.env.VHOST_GPU_VIRGL_LIBRARY || null,
-    onLost: (e) => {
-      log.error(`virglrenderer worker lost: ${e.message}; exiting`);
-      process.exit(1);
-    },
   });
   if (c.capsets().length === 0) {
     await c.close();
@@ -46,15 +43,14 @@ export function workerCapsets(opts: Pick<Options, 'capsets' | 'waylandSocket'>):
   return out;
 }
 
-export function startDaemon(opts: Options, virgl: VirglComponent | null = null): Server {
+export function startDaemon(opts: Options, virgl: VirglService | null = null): Server {
   const capsets = workerCapsets(opts);
   const workers = capsets.length > 0 ? new WorkerContexts(opts.maxContexts) : null;
   const makeBackend = () => new GpuBackend({
     maxHostMemory: opts.maxHostMemory, hostVisibleSize: opts.hostVisibleSize, virgl, workerCapsets: capsets, workers, maxContexts: opts.maxContexts,
     pollUs: opts.pollUs,
   });
-  // virglrenderer's and Mesa's threads must be done before exit() runs the libraries'
-  // destructors (exiting under a busy worker aborted the process): shut the worker down first.
+  // Let the render server finish (virgl_renderer_cleanup) rather than kill it under load.
   const exit = () => {
     const bounded = new Promise<void>((resolve) => setTimeout(resolve, EXIT_GRACE_MS).unref());
     void Promise.race([virgl?.close(), bounded]).finally(() => process.exit(0));

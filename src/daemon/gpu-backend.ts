@@ -14,7 +14,7 @@ import { NO_HOST_VISIBLE_REGION, SHM_ID_HOST_VISIBLE } from '../device/host-visi
 import type { GuestAccess } from '../device/backing.js';
 import { DisplayChannel } from '../display/display-channel.js';
 import { DisplayPort } from '../display/display-port.js';
-import type { VirglComponent } from '../renderers/virgl/component.js';
+import type { VirglService } from '../renderers/virgl/service.js';
 import type { OfferedCapset } from '../device/contexts.js';
 import type { WorkerContexts } from '../renderers/worker-context/host.js';
 
@@ -23,8 +23,8 @@ export const CURSOR_QUEUE = 1;
 
 export interface GpuBackendOptions {
   maxHostMemory: number;
-  /** The started virglrenderer component in virglrenderer mode (shared by the sessions). */
-  virgl?: VirglComponent | null;
+  /** virglrenderer's render server in virglrenderer mode (shared by the sessions). */
+  virgl?: VirglService | null;
   /** Capsets of worker-run context types (cross-domain) and their pool (shared by the sessions). */
   workerCapsets?: readonly OfferedCapset[];
   workers?: WorkerContexts | null;

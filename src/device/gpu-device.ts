@@ -5,7 +5,7 @@
 import { randomFillSync } from 'node:crypto';
 import type { Codec } from '../queues/codec.js';
 import { DEFERRED, type VirtQueue } from '../queues/virtqueue.js';
-import type { VirglComponent } from '../renderers/virgl/component.js';
+import type { VirglService } from '../renderers/virgl/service.js';
 import { VirglDevice } from '../renderers/virgl/device.js';
 import type { Renderer } from './renderer.js';
 import { ContextRegistry, type ContextResource, type OfferedCapset } from './contexts.js';
@@ -32,7 +32,7 @@ export interface GpuDeviceOptions {
   display: DisplaySink;
   memory: GuestAccess;
   /** Set in virglrenderer mode: resources and virgl contexts then live in virglrenderer. */
-  virgl?: VirglComponent | null;
+  virgl?: VirglService | null;
   /** Capsets of context types run one per worker (cross-domain...), offered after virgl's. */
   workerCapsets?: readonly OfferedCapset[];
   /** The pool those contexts run on (required with workerCapsets). */
@@ -87,7 +87,7 @@ export class GpuDevice {
       if (src instanceof BlobFramebuffer) this.blobs?.releaseFramebuffer(src);
     });
     const answers = new AnswerOrder();
-    const virgl = opts.virgl ? new VirglDevice({ component: opts.virgl, budget: this.budget, memory: opts.memory, display: opts.display, answers }) : null;
+    const virgl = opts.virgl ? new VirglDevice({ service: opts.virgl, budget: this.budget, memory: opts.memory, display: opts.display, answers }) : null;
     this.renderer = virgl;
     const virglCapsets: OfferedCapset[] = virgl ? virgl.capsets.map((c) => ({ ...c, runner: 'renderer' as const })) : [];
     this.capsets = [...virglCapsets, ...(opts.workerCapsets ?? [])];

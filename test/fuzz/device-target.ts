@@ -2,13 +2,13 @@
  * The device behind a real daemon process (bin/vhost-gpu.js, 2D or --gpu-mode virglrenderer),
  * driven through the test frontend with random command sequences: every command type with
  * structured, colliding ids and edge-case sizes, random bytes, fences, both queues. The daemon
- * runs in a child process, so a crash of the daemon or of virglrenderer is a finding, not the
- * fuzzer's death.
+ * runs in a child process, so a crash of the daemon is a finding, not the fuzzer's death; so is
+ * a crash of virglrenderer, which the daemon survives (its render server is restarted).
  *
- * Invariants: every batch is answered in time, the daemon stays alive, its fds and RSS stay
- * bounded, and it still answers GET_DISPLAY_INFO properly.
+ * Invariants: every batch is answered in time, the daemon and its render server stay alive, their
+ * fds and RSS stay bounded, and the daemon still answers GET_DISPLAY_INFO properly.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBackend, connectFrontend, fdCount, memoryKiB, GpuCmd, GpuResp, GPU_FLAG_FENCE, GPU_FLAG_INFO_RING_IDX } from '../frontend/index.js';
@@ -135,8 +135,26 @@ class CommandGen {
 }
 
 /** Resident set size (MiB) and open fds of a process. */
+/** RSS and fds of the daemon and its children (virglrenderer's render server). */
 function procStats(pid: number): { rssMiB: number; fds: number } {
-  return { rssMiB: memoryKiB(pid).rss / 1024, fds: fdCount(pid) };
+  let rss = 0, fds = 0;
+  for (const p of [pid, ...childPids(pid)]) {
+    try {
+      rss += memoryKiB(p).rss;
+      fds += fdCount(p);
+    } catch {
+      // a child that just exited
+    }
+  }
+  return { rssMiB: rss / 1024, fds };
+}
+
+function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
 }
 
 export class DeviceTarget implements FuzzTarget {
@@ -239,6 +257,8 @@ export class DeviceTarget implements FuzzTarget {
     try {
       const res = await b.submit(BATCH_TIMEOUT_MS);
       if (!backend.running) return died(backend);
+      const lost = /virglrenderer lost: .*/.exec(backend.stderr());
+      if (lost) return { kind: 'crash', message: `the render server died (the daemon lived on): ${lost[0]}` };
       return res.errors;
     } catch (e) {
       await new Promise((resolve) => setTimeout(resolve, 100));

@@ -12,6 +12,7 @@ import type { Codec } from '../../queues/codec.js';
 import { DEFERRED, type VirtQueue } from '../../queues/virtqueue.js';
 import { R_ARGS, R_CTX, R_FENCE_HI, R_FENCE_LO, R_FLAGS, R_NENTRIES, R_RING, R_RLEN } from '../../queues/layout.js';
 import type { VirglComponent, VirglCapset } from './component.js';
+import type { VirglService } from './service.js';
 import { log } from '../../log.js';
 import { Backing, ENTRY_OVERHEAD, type GuestAccess } from '../../device/backing.js';
 import { GpuError, respType } from '../../device/errors.js';
@@ -39,7 +40,7 @@ const Y_0_TOP = 1;
 const SUBMIT_DATA = HDR_SIZE + 8;
 
 export interface VirglDeviceOptions {
-  component: VirglComponent;
+  service: VirglService;
   budget: HostMemoryBudget;
   memory: GuestAccess;
   display: DisplaySink;
@@ -49,12 +50,16 @@ export interface VirglDeviceOptions {
 
 /** virglrenderer behind the device: coordinator-side state and validation, work in the render server. */
 export class VirglDevice implements Renderer {
-  private readonly component: VirglComponent;
+  private readonly service: VirglService;
+  /** The render server this device's objects live in (the service's, once adopted). */
+  private component: VirglComponent;
   private readonly budget: HostMemoryBudget;
   private readonly memory: GuestAccess;
   private readonly resources = new Map<number, VirglResource>();
   /** Context id -> resources attached to it. */
   private readonly contexts = new Map<number, Set<number>>();
+  /** Context id -> how it was created (to create it again on a restarted server). */
+  private readonly contextInfo = new Map<number, { capsetId: number; name: string }>();
   readonly scanouts: VirglScanouts;
   private readonly box = [0, 0, 0, 0, 0, 0];
   private rec: Int32Array = new Int32Array(0);
@@ -64,11 +69,12 @@ export class VirglDevice implements Renderer {
   private sharedFor = -1;
 
   constructor(opts: VirglDeviceOptions) {
-    this.component = opts.component;
+    this.service = opts.service;
+    this.component = opts.service.current;
     this.budget = opts.budget;
     this.memory = opts.memory;
     this.answers = opts.answers;
-    this.scanouts = new VirglScanouts(opts.component, opts.display);
+    this.scanouts = new VirglScanouts(this.component, opts.display);
   }
 
   get capsets(): readonly VirglCapset[] {
@@ -106,6 +112,7 @@ export class VirglDevice implements Renderer {
    * signals), or null when the command is not a renderer command (the caller handles it).
    */
   execute(codec: Codec, type: number, queue: VirtQueue, contextInit: boolean): number | Promise<number> | null {
+    this.follow();
     try {
       return this.dispatch(codec, type, queue, contextInit);
     } catch (e) {
@@ -247,7 +254,7 @@ export class VirglDevice implements Renderer {
     this.budget.reserve(charge, 'resource', id);
     const result = this.component.result(this.component.createResource(args));
     const res: VirglResource = {
-      id, format, width, height, depth, arraySize, lastLevel, yTop: (args[10] & Y_0_TOP) !== 0, target, backing: null, charge, uuid: null,
+      args, id, format, width, height, depth, arraySize, lastLevel, yTop: (args[10] & Y_0_TOP) !== 0, target, backing: null, charge, uuid: null,
     };
     this.resources.set(id, res);
     return result.then((st) => {
@@ -325,12 +332,14 @@ export class VirglDevice implements Renderer {
     const name = new TextDecoder().decode(nameBytes).replace(/\0.*$/, '');
     const tag = this.component.createContext(ctxId, capsetId, name);
     this.contexts.set(ctxId, new Set());
+    this.contextInfo.set(ctxId, { capsetId, name });
     return this.component.result(tag);
   }
 
   private destroyContext(ctxId: number): void {
     this.component.destroyContext(ctxId);
     this.contexts.delete(ctxId);
+    this.contextInfo.delete(ctxId);
   }
 
   private submit(codec: Codec, ctxId: number): Promise<number> | null {
@@ -350,10 +359,12 @@ export class VirglDevice implements Renderer {
    * if it is no longer guest memory.
    */
   cursor(resourceId: number, scanout: number, x: number, y: number, hotX: number, hotY: number): void {
+    this.follow();
     this.scanouts.cursor(this.resource(resourceId), scanout, x, y, hotX, hotY);
   }
 
   memoryChanged(): void {
+    this.follow();
     const old = this.shareMemory();
     for (const res of this.resources.values()) {
       if (!res.backing) continue;
@@ -366,6 +377,40 @@ export class VirglDevice implements Renderer {
       }
     }
     this.unshare(old); // after the re-attaches: the server keeps what a backing still uses anyway
+  }
+
+  /** Move to the service's current render server if ours died and a new one is up. */
+  private follow(): void {
+    const next = this.service.current;
+    if (next !== this.component && !next.lost) this.adopt(next);
+  }
+
+  /**
+   * Our render server died and the service started the next one: create every context and
+   * resource there again, with its backing and attachments, so the guest's ids stay valid and
+   * guest-backed resources come back with their next transfer (the console does). What lived
+   * only in the dead server (texture contents, a context's GL objects) is gone, as after a GPU
+   * reset; commands in flight when it died were answered with errors.
+   */
+  private adopt(next: VirglComponent): void {
+    this.component = next;
+    this.scanouts.use(next);
+    this.shares = [];
+    this.sharedFor = -1;
+    for (const [id, info] of this.contextInfo) next.createContext(id, info.capsetId, info.name);
+    for (const res of this.resources.values()) {
+      next.createResource(res.args);
+      if (!res.backing) continue;
+      try {
+        this.unshare(this.shareMemory());
+        next.attachBacking(res.id, res.backing.resolve(this.memory));
+      } catch (e) {
+        log.guest('backing-gone', `resource ${res.id}: ${(e as Error).message}; backing dropped`);
+        this.setBacking(res, null);
+      }
+    }
+    for (const [ctx, set] of this.contexts) for (const id of set) next.attachResource(ctx, id);
+    log.warn(`virgl: ${this.contexts.size} contexts and ${this.resources.size} resources created again on the new render server`);
   }
 
   /**

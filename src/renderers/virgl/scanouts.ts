@@ -14,6 +14,8 @@ import { cursorImage, PixelStore } from '../../device/pixel-store.js';
 import { log } from '../../log.js';
 
 export interface VirglResource {
+  /** RESOURCE_CREATE_3D's arguments as given to the library (to create it again on a new server). */
+  readonly args: readonly number[];
   readonly id: number;
   readonly format: number;
   readonly width: number;
@@ -39,14 +41,20 @@ interface Out {
 
 export class VirglScanouts {
   private readonly outs: Out[] = Array.from({ length: MAX_SCANOUTS }, () => ({ res: null, x: 0, y: 0, width: 0, height: 0 }));
-  private readonly words: Uint32Array;
+  private words: Uint32Array;
   /** What the display is sent from: readback bands are copied here (the next readback reuses the buffer). */
   private sendStore: PixelStore | null = null;
   private cursorImage: PixelStore | null = null;
   /** Readbacks share one buffer region: they run one after another. */
   private busy: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly component: VirglComponent, private readonly display: DisplaySink) {
+  constructor(private component: VirglComponent, private readonly display: DisplaySink) {
+    this.words = new Uint32Array(component.readbackBuffer);
+  }
+
+  /** Read back from another render server from now on (the last one died). */
+  use(component: VirglComponent): void {
+    this.component = component;
     this.words = new Uint32Array(component.readbackBuffer);
   }
 
