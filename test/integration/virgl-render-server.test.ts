@@ -6,6 +6,11 @@
  */
 import { describe, it, expect } from 'vitest';
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startBackend } from '../frontend/index.js';
+import { packagePath } from '../../src/package-path.js';
 import { DisplayMsg, GpuResp } from '../frontend/index.js';
 import { useDaemon } from './daemon-fixture.js';
 import { clear, tex2d, B8G8R8A8, Y_0_TOP } from '../unit/virgl-helpers.js';
@@ -97,5 +102,29 @@ describe('virgl render server crash', () => {
     await until('a new render server', () => renderServers(daemon).find((p) => p !== pid) ?? null);
     await until('the context to work again', async () => ((await d.s.driver.submit3d(1, clear(BIG, [0, 1, 0, 1]), { fenceId: 200 })).type === GpuResp.OK_NODATA ? true : null));
     expect(d.backend.running).toBe(true);
+  });
+});
+
+describe('virgl render server lifetime', () => {
+  it('ends when the daemon is killed: no orphan keeps the GL state', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vhost-gpu-virgl-orphan-'));
+    const backend = await startBackend([process.execPath, packagePath('bin/vhost-gpu.js'), '--socket-path={socket}', '--gpu-mode', 'virglrenderer'], join(dir, 'gpu.sock'));
+    try {
+      const server = await until('the render server', () => renderServers(backend.proc.pid!)[0] ?? null);
+      backend.proc.kill('SIGKILL');
+      await backend.exited;
+      const alive = () => {
+        try {
+          process.kill(server, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      await until('the render server to exit', () => (alive() ? null : true), 10_000);
+    } finally {
+      await backend.stop().catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
