@@ -84,7 +84,8 @@ export class VirglComponent extends VirglCommands {
     private readonly opts: VirglStartOptions,
     private readonly config: P.VirglServerConfig,
     private readonly channel: Channel,
-    private readonly fds: { readonly commands: number; readonly completions: number; readonly memory: number; readonly serverMemory: number },
+    /** serverMemory is the server's end of the memory socket: closed here once the server has it. */
+    private readonly fds: { readonly commands: number; readonly completions: number; readonly memory: number; serverMemory: number },
   ) {
     const ctl = new Int32Array(channel.control, 0, P.CTL.WORDS);
     super(native(), new RingWriter(new SabRing(channel.commandRing), ctl, P.CTL.CMD_SPACE_WANTED), fds.commands, fds.memory);
@@ -122,6 +123,7 @@ export class VirglComponent extends VirglCommands {
       return fd;
     };
     let c: VirglComponent;
+    let channel: Channel | null = null;
     try {
       const commands = open('eventfd (virgl commands)', n.eventfd(0, true));
       const completions = open('eventfd (virgl completions)', n.eventfd(0, true));
@@ -130,10 +132,11 @@ export class VirglComponent extends VirglCommands {
       const [memory, serverMemory] = pair as [number, number];
       opened.push(memory, serverMemory);
       check('virgl memory socket', n.setNonBlocking(memory, true)); // a stuck server must not block us
-      const channel = Channel.create(config); // owns its fd from here on
+      channel = Channel.create(config);
       c = new VirglComponent(opts, config, channel, { commands, completions, memory, serverMemory });
     } catch (e) {
       for (const fd of opened) n.close(fd);
+      channel?.close();
       throw e;
     }
     await c.launch();
@@ -151,8 +154,11 @@ export class VirglComponent extends VirglCommands {
     const ready = new Promise<void>((resolve) => (this.onReady = resolve));
     const child = spawn(process.execPath, [packagePath('dist/src/renderers/virgl/render-server.js'), JSON.stringify(this.config)], { stdio });
     this.child = child;
+    // The server has its own copy now; with ours closed, a dead server's socket refuses fds at once.
+    this.n.close(this.fds.serverMemory);
+    this.fds.serverMemory = -1;
     let out = '';
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d.slice(0, 4096)));
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (out = (out + d).slice(-65536))); // the result is at the end
     child.stdin!.on('error', () => {}); // EPIPE once the server is gone: its exit is handled below
     this.exited = new Promise((resolve) => {
       child.once('error', (e) => {
@@ -160,12 +166,7 @@ export class VirglComponent extends VirglCommands {
         resolve(null);
       });
       child.once('close', (code, signal) => {
-        let r: P.VirglServerResult | null = null;
-        try {
-          r = JSON.parse(out.split('\n')[0]) as P.VirglServerResult;
-        } catch {
-          // no result line: it crashed
-        }
+        const r = P.parseServerResult(out); // null: no result line, it crashed
         if (r && !r.ok) startError = r.error;
         if (this.state === 'running') {
           const how = signal ? `killed by ${signal}` : `exit code ${code}`;
@@ -245,7 +246,7 @@ export class VirglComponent extends VirglCommands {
       await this.exited;
     }
     this.watcher.close();
-    for (const fd of [this.fds.commands, this.fds.completions, this.fds.memory, this.fds.serverMemory]) this.n.close(fd);
+    for (const fd of [this.fds.commands, this.fds.completions, this.fds.memory, this.fds.serverMemory]) if (fd >= 0) this.n.close(fd);
     this.channel.close();
     this.out.discard();
     this.state = 'closed';

@@ -157,8 +157,27 @@ export interface VirglServerConfig {
   readonly logLevel: string;
 }
 
-/** How the server ended (one JSON line on its stdout): ok after SHUTDOWN, or why it could not start. */
+/** How the server ended (its last stdout line): ok after SHUTDOWN, or why it could not start. */
 export type VirglServerResult = { readonly ok: true } | { readonly ok: false; readonly error: string };
+
+/** The result line's prefix (a library may print to stdout too). */
+const RESULT_PREFIX = 'vhost-gpu-virgl-result ';
+
+export function formatServerResult(r: VirglServerResult): string {
+  return `\n${RESULT_PREFIX}${JSON.stringify(r)}\n`;
+}
+
+/** The result in the server's stdout, or null if it printed none. */
+export function parseServerResult(stdout: string): VirglServerResult | null {
+  const at = stdout.lastIndexOf(RESULT_PREFIX);
+  if (at < 0) return null;
+  try {
+    const r = JSON.parse(stdout.slice(at + RESULT_PREFIX.length).split('\n')[0]) as VirglServerResult;
+    return r.ok === true || (r.ok === false && typeof r.error === 'string') ? r : null;
+  } catch {
+    return null;
+  }
+}
 
 /** Name of a command op, for log lines. */
 export function cmdName(op: number): string {

@@ -9,7 +9,7 @@
  * short timer.
  *
  * Started as `node render-server.js <config JSON>` with the fds of protocol.ts SERVER_FD; it
- * prints one VirglServerResult line on stdout when it ends, and exits when its stdin closes (the
+ * prints a VirglServerResult line on stdout when it ends, and exits when its stdin closes (the
  * coordinator died).
  */
 import { errnoName, native, VIRGL_GLOBAL_RING, type FdWatcher, type NativeAddon } from '../../native.js';
@@ -42,7 +42,7 @@ async function main(): Promise<void> {
   } catch (e) {
     result = { ok: false, error: `virgl render server: ${e instanceof Error ? e.message : String(e)}` };
   }
-  process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(0));
+  process.stdout.write(P.formatServerResult(result), () => process.exit(0));
 }
 
 async function serve(config: P.VirglServerConfig): Promise<P.VirglServerResult> {
