@@ -16,6 +16,8 @@ export interface Options {
   gpuMode: GpuMode;
   capsets: string[];
   maxHostMemory: number;
+  /** Resident memory virglrenderer's render server may use (bytes; 0: no limit). */
+  maxRendererMemory: number;
   /** Bytes of the host-visible shared memory region (MAP_BLOB) asked of the front-end; 0: none. */
   hostVisibleSize: number;
   /** Contexts of every type at once (CTX_CREATE beyond is refused). */
@@ -55,6 +57,11 @@ export function parseSize(text: string, option = '--max-host-memory'): number {
 
 const MAX_HOST_VISIBLE = 2 ** 40;
 
+/** "0", "0M", ...: the "none" of size options that allow it. */
+function isZeroSize(text: string): boolean {
+  return /^0+\s*([kmgt]?)(?:i?b)?$/i.test(text.trim());
+}
+
 /** --poll-us: whole µs, at most 10 ms (longer would hold the event loop). */
 export function parsePollUs(us: number): number {
   if (!Number.isInteger(us) || us < 0 || us > 10_000) throw new Error(`--poll-us: ${us} is not a whole number of µs from 0 to 10000`);
@@ -66,7 +73,7 @@ export function parsePollUs(us: number): number {
  * power of two; the guest driver places blobs in it page by page).
  */
 export function parseHostVisibleSize(text: string): number {
-  if (/^0+\s*([kmgt]?)(?:i?b)?$/i.test(text.trim())) return 0;
+  if (isZeroSize(text)) return 0;
   const bytes = parseSize(text, '--host-visible-size');
   if (bytes > MAX_HOST_VISIBLE || !Number.isInteger(Math.log2(bytes))) {
     throw new Error(`--host-visible-size: ${text} is not a power of two from 1M to 1T (or 0 for none)`);
@@ -90,6 +97,7 @@ export function parseOptions(argv: string[], version: string): Options {
     .option('use-glx', { type: 'boolean', default: false, describe: 'virglrenderer: use GLX (X display needed)' })
     .option('render-node', { type: 'string', describe: 'virglrenderer: DRM render node (accepted; EGL picks its device)' })
     .option('max-host-memory', { type: 'string', default: '1G', describe: 'Cap on host memory for guest resources and contexts (e.g. 512M, 2G)' })
+    .option('max-renderer-memory', { type: 'string', default: '4G', describe: 'virglrenderer: resident memory its render server process may use; over it, it is restarted (0: no limit)' })
     .option('host-visible-size', { type: 'string', default: '1G', describe: 'Size of the host-visible shared memory region for mapped blobs (power of two; 0: none; needs a front-end with SHMEM)' })
     .option('max-contexts', { type: 'number', default: 64, describe: 'Most 3D contexts at once (each cross-domain context is a thread)' })
     .option('poll-us', { type: 'number', default: 50, describe: 'After answering, poll a queue this many µs for the next command before sleeping until a kick (0: never; like QEMU\'s iothread poll-max-ns)' })
@@ -113,6 +121,7 @@ export function parseOptions(argv: string[], version: string): Options {
     gpuMode: (parsed['gpu-mode'] ?? (parsed.virgl ? 'virglrenderer' : '2d')) as GpuMode,
     capsets: parsed.capset ? String(parsed.capset).split(',').map((s) => s.trim()).filter(Boolean) : [],
     maxHostMemory: parseSize(String(parsed['max-host-memory'])),
+    maxRendererMemory: isZeroSize(String(parsed['max-renderer-memory'])) ? 0 : parseSize(String(parsed['max-renderer-memory']), '--max-renderer-memory'),
     hostVisibleSize: parseHostVisibleSize(String(parsed['host-visible-size'])),
     maxContexts: parsed['max-contexts'] as number,
     pollUs: parsePollUs(parsed['poll-us'] as number),

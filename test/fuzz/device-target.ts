@@ -135,19 +135,25 @@ class CommandGen {
 }
 
 /** Resident set size (MiB) and open fds of a process. */
-/** RSS and fds of the daemon and its children (virglrenderer's render server). */
-function procStats(pid: number): { rssMiB: number; fds: number } {
-  let rss = 0, fds = 0;
-  for (const p of [pid, ...childPids(pid)]) {
+/**
+ * RSS of the daemon and of its children (virglrenderer's render server, which the daemon itself
+ * keeps under RENDERER_LIMIT), and the fds of all of them.
+ */
+function procStats(pid: number): { rssMiB: number; childRssMiB: number; fds: number } {
+  let child = 0, fds = fdCount(pid);
+  for (const p of childPids(pid)) {
     try {
-      rss += memoryKiB(p).rss;
+      child += memoryKiB(p).rss;
       fds += fdCount(p);
     } catch {
       // a child that just exited
     }
   }
-  return { rssMiB: rss / 1024, fds };
+  return { rssMiB: memoryKiB(pid).rss / 1024, childRssMiB: child / 1024, fds };
 }
+
+/** --max-renderer-memory of the daemon under test: a server past it is killed, and that is a finding. */
+const RENDERER_LIMIT = '1G';
 
 function childPids(pid: number): number[] {
   try {
@@ -166,7 +172,7 @@ export class DeviceTarget implements FuzzTarget {
 
   private async start(dir: string): Promise<{ backend: BackendProcess; s: FrontendSession; scratch: number }> {
     const args = [process.execPath, packagePath('bin/vhost-gpu.js'), '--socket-path={socket}', '--max-host-memory', '256M', '--log-level', 'error'];
-    if (this.mode === 'virgl') args.push('--gpu-mode', 'virglrenderer');
+    if (this.mode === 'virgl') args.push('--gpu-mode', 'virglrenderer', '--max-renderer-memory', RENDERER_LIMIT);
     const backend = await startBackend(args, join(dir, 'gpu.sock'));
     try {
       const s = await connectFrontend(backend, {
@@ -193,7 +199,7 @@ export class DeviceTarget implements FuzzTarget {
     let { backend, s, scratch } = await this.start(dir);
     let gen = new CommandGen(r, scratch, 4 * MiB, this.mode === 'virgl');
     const first = procStats(backend.proc.pid!);
-    let rssPeak = first.rssMiB, commands = 0, restarts = 0, errors = 0;
+    let rssPeak = first.rssMiB, childPeak = first.childRssMiB, commands = 0, restarts = 0, errors = 0;
     const history: Command[][] = [];
     const start = performance.now(), deadline = start + o.seconds * 1000;
     let lastProgress = start;
@@ -222,12 +228,15 @@ export class DeviceTarget implements FuzzTarget {
         if (history.length % 8 === 0) {
           const st = procStats(backend.proc.pid!);
           rssPeak = Math.max(rssPeak, st.rssMiB);
+          childPeak = Math.max(childPeak, st.childRssMiB);
           if (st.rssMiB > first.rssMiB + 512) record({ kind: 'leak', message: `daemon RSS ${st.rssMiB.toFixed(0)} MiB (started at ${first.rssMiB.toFixed(0)})` });
           if (st.fds > first.fds + 64) record({ kind: 'leak', message: `daemon has ${st.fds} fds open (started with ${first.fds})` });
         }
         if (performance.now() - lastProgress > 5000) {
           lastProgress = performance.now();
-          o.progress?.(`${this.name}: ${commands} commands, ${((lastProgress - start) / 1000).toFixed(0)} s, daemon RSS ${procStats(backend.proc.pid!).rssMiB.toFixed(0)} MiB`);
+          const st = procStats(backend.proc.pid!);
+          const child = this.mode === 'virgl' ? `, render server ${st.childRssMiB.toFixed(0)} MiB` : '';
+          o.progress?.(`${this.name}: ${commands} commands, ${((lastProgress - start) / 1000).toFixed(0)} s, daemon RSS ${st.rssMiB.toFixed(0)} MiB${child}`);
         }
       }
       const h = await this.health(s);
@@ -241,7 +250,10 @@ export class DeviceTarget implements FuzzTarget {
     return {
       target: this.name, inputs: commands, unit: 'commands', seconds: (performance.now() - start) / 1000, findings,
       rssStartMiB: first.rssMiB, rssPeakMiB: rssPeak,
-      notes: [`daemon RSS and fds are the child's; ${errors} error responses; ${restarts} daemon restarts after findings`],
+      notes: [
+        `RSS is the daemon process's; fds are its and its children's; ${errors} error responses; ${restarts} daemon restarts after findings`,
+        ...(this.mode === 'virgl' ? [`render server RSS ${first.childRssMiB.toFixed(0)} -> peak ${childPeak.toFixed(0)} MiB (the daemon kills it past ${RENDERER_LIMIT})`] : []),
+      ],
     };
   }
 

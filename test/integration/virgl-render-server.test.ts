@@ -105,6 +105,31 @@ describe('virgl render server crash', () => {
   });
 });
 
+describe('virgl render server memory limit', () => {
+  const d = useDaemon('virgl-memory', ['--gpu-mode', 'virglrenderer', '--max-renderer-memory', '300M', '--max-host-memory', '2G'], { ram: { size: 64 * MiB }, features: { virgl: true, contextInit: true } });
+
+  it('restarts a server that grows past --max-renderer-memory; the daemon stays small and alive', async () => {
+    const daemon = d.backend.proc.pid!;
+    const first = await until('the render server', () => renderServers(daemon)[0] ?? null);
+    expect((await d.s.driver.ctxCreate(1)).type).toBe(GpuResp.OK_NODATA);
+    // 2048x2048 BGRA textures, 16 MiB each once cleared: 24 of them are past 300 MiB.
+    const S = 2048;
+    const answers: number[] = [];
+    for (let i = 0; i < 24 && renderServers(daemon).includes(first); i++) {
+      const [resourceId, target, format, bind, width, height, depth, arraySize, lastLevel, nrSamples, flags] = tex2d(100 + i, S, S, Y_0_TOP);
+      answers.push((await d.s.driver.resourceCreate3d({ resourceId, target, format, bind, width, height, depth, arraySize, lastLevel, nrSamples, flags })).type);
+      answers.push((await d.s.driver.ctxAttach(1, 100 + i)).type);
+      answers.push((await d.s.driver.submit3d(1, clear(100 + i, [1, 1, 1, 1]), { fenceId: 1000 + i, timeoutMs: 10_000 })).type);
+    }
+    await until('the kill', () => (/virglrenderer lost: .*used \d+ MiB, the limit is 300 MiB \(--max-renderer-memory\)/.test(d.backend.stderr()) ? true : null));
+    await until('a new render server', () => renderServers(daemon).find((p) => p !== first) ?? null);
+    expect(d.backend.running).toBe(true);
+    // After the kill: errors (a create the dead server never did is forgotten, so its attach names no resource).
+    for (const t of answers) expect([GpuResp.OK_NODATA, GpuResp.ERR_UNSPEC, GpuResp.ERR_INVALID_RESOURCE_ID]).toContain(t);
+    expect(answers).toContain(GpuResp.ERR_UNSPEC);
+  });
+});
+
 describe('virgl render server lifetime', () => {
   it('ends when the daemon is killed: no orphan keeps the GL state', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vhost-gpu-virgl-orphan-'));

@@ -11,6 +11,7 @@
  * with -ENODEV, resources are released, and later calls are no-ops.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { log } from '../../log.js';
 import { check, errnoName, native, VirglFlags, watchFd, type FdWatcher } from '../../native.js';
 import { packagePath } from '../../package-path.js';
@@ -28,6 +29,8 @@ const DEFAULT_FLAGS = VirglFlags.USE_EGL | VirglFlags.USE_SURFACELESS | VirglFla
 const MIN_COMMAND_RING = 1024, MIN_COMPLETION_RING = 4096; // a virgl2 capset (1376 B) must fit
 /** How long close() lets the server finish SHUTDOWN before killing it. */
 const SHUTDOWN_TIMEOUT_MS = 10_000;
+/** How often the server's resident memory is compared with maxMemoryBytes. */
+const MEMORY_CHECK_MS = 250;
 
 export interface VirglStartOptions {
   readonly capsets: readonly P.VirglCapsetName[];
@@ -43,6 +46,12 @@ export interface VirglStartOptions {
   readonly readbackBytes?: number;
   /** A command failed in virglrenderer; default: a rate-limited warning. */
   readonly onError?: (e: VirglOpError) => void;
+  /**
+   * Resident memory the server may use (bytes; 0 or absent: no limit). Over it, the server is
+   * killed (and the service starts a new one): GL objects a guest creates inside its command
+   * streams are not resources the device can count, so this is what bounds them.
+   */
+  readonly maxMemoryBytes?: number;
   /** The server died; everything pending was settled with -ENODEV. Default: logged only. */
   readonly onLost?: (e: Error) => void;
 }
@@ -79,6 +88,9 @@ export class VirglComponent extends VirglCommands {
   private readonly caps: VirglCapset[] = [];
   private onReady: (() => void) | null = null;
   private closing: Promise<void> | null = null;
+  private memoryTimer: NodeJS.Timeout | null = null;
+  /** Why we killed the server, for the loss report. */
+  private killedFor: string | null = null;
 
   private constructor(
     private readonly opts: VirglStartOptions,
@@ -169,7 +181,7 @@ export class VirglComponent extends VirglCommands {
         const r = P.parseServerResult(out); // null: no result line, it crashed
         if (r && !r.ok) startError = r.error;
         if (this.state === 'running') {
-          const how = signal ? `killed by ${signal}` : `exit code ${code}`;
+          const how = this.killedFor ?? (signal ? `killed by ${signal}` : `exit code ${code}`);
           this.lose(new Error(r && !r.ok ? r.error : `virgl render server (pid ${child.pid}) ended without SHUTDOWN (${how})`));
         }
         resolve(r);
@@ -180,6 +192,7 @@ export class VirglComponent extends VirglCommands {
     await Promise.race([ready, this.exited]);
     if (this.onReady === null) {
       this.state = 'running';
+      this.watchMemory();
       return;
     }
     this.state = 'closing';
@@ -238,8 +251,23 @@ export class VirglComponent extends VirglCommands {
     await this.release();
   }
 
+  private watchMemory(): void {
+    const limit = this.opts.maxMemoryBytes ?? 0;
+    const pid = this.child?.pid;
+    if (limit <= 0 || pid === undefined) return;
+    this.memoryTimer = setInterval(() => {
+      const rss = residentBytes(pid);
+      if (rss === null || rss <= limit || this.state !== 'running') return;
+      const MiB = (b: number) => Math.round(b / 2 ** 20);
+      this.killedFor = `killed: it used ${MiB(rss)} MiB, the limit is ${MiB(limit)} MiB (--max-renderer-memory)`;
+      this.child?.kill('SIGKILL');
+    }, MEMORY_CHECK_MS).unref();
+  }
+
   /** Kill the server if it is still there, stop watching, close the fds and the channel. */
   private async release(): Promise<void> {
+    if (this.memoryTimer) clearInterval(this.memoryTimer);
+    this.memoryTimer = null;
     const child = this.child;
     if (child && child.exitCode === null && child.signalCode === null) {
       child.kill('SIGKILL');
@@ -364,4 +392,14 @@ export class VirglComponent extends VirglCommands {
 
 function describe(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/** VmRSS of a process in bytes, or null if it is gone. */
+function residentBytes(pid: number): number | null {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
 }

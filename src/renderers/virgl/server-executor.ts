@@ -110,8 +110,7 @@ export class CommandExecutor {
       case P.Cmd.UNREF_RESOURCE:
         b = u32(P.RESOURCE.RES);
         rc = n.virglResourceUnref(b);
-        this.firstIov.delete(b);
-        this.memory.unpin(b);
+        this.backingGone(b);
         break;
       case P.Cmd.ATTACH_BACKING:
         b = u32(P.ATTACH_BACKING.RES);
@@ -120,8 +119,7 @@ export class CommandExecutor {
       case P.Cmd.DETACH_BACKING:
         b = u32(P.RESOURCE.RES);
         rc = n.virglDetachIov(b);
-        this.firstIov.delete(b);
-        this.memory.unpin(b);
+        this.backingGone(b);
         break;
       case P.Cmd.TRANSFER_WRITE:
       case P.Cmd.TRANSFER_READ: {
@@ -178,6 +176,12 @@ export class CommandExecutor {
       this.memory.pin(res, t.used);
     }
     return rc;
+  }
+
+  /** The library let go of res's backing (detach or unref). */
+  private backingGone(res: number): void {
+    this.firstIov.delete(res);
+    this.memory.unpin(res);
   }
 
   private dropSegments(rc: number): number {
