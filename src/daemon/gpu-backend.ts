@@ -78,9 +78,11 @@ export class GpuBackend implements VhostUserBackend {
     return this.device.config();
   }
 
-  setConfig(offset: number, data: Uint8Array): boolean {
-    // Only events_clear (offset 4) is writable; QEMU keeps the display events itself.
-    return offset >= 4 && offset + data.length <= 8;
+  setConfig(_offset: number, _data: Uint8Array): boolean {
+    // QEMU writes its whole virtio_gpu_config at offset 0 when the guest clears events
+    // (vhost_user_gpu_set_config), and keeps the display events itself: nothing here changes.
+    // The rest is read-only to the guest, so a write elsewhere changes nothing either.
+    return true;
   }
 
   memoryChanged(mem: GuestMemory): void {

@@ -18,6 +18,8 @@ import {
 } from './messages.js';
 
 const bit = (n: number) => 1n << BigInt(n);
+/** VHOST_USER_MAX_CONFIG_SIZE: the most config space a front-end reads or writes. */
+const MAX_CONFIG_BYTES = 256;
 const DEVICE_NEEDS_RESET = 0x40;
 const MAX_QUEUE_SIZE = 32768;
 /** Without a kick fd (bit 8 of SET_VRING_KICK) the ring is polled at this period. */
@@ -325,15 +327,19 @@ export class Session {
         const cfg = this.backend.config();
         const body = new Uint8Array(CONFIG_HDR + size);
         body.set(new Uint8Array(p.buffer, p.byteOffset, CONFIG_HDR));
-        if (size !== p.byteLength - CONFIG_HDR || offset + size > cfg.length) {
-          throw new Refusal(`config read of ${size} bytes at ${offset} (config space is ${cfg.length} bytes)`);
+        if (size !== p.byteLength - CONFIG_HDR || offset + size > MAX_CONFIG_BYTES) {
+          throw new Refusal(`config read of ${size} bytes at ${offset} (at most ${MAX_CONFIG_BYTES} bytes of config space)`);
         }
-        body.set(cfg.subarray(offset, offset + size), CONFIG_HDR);
+        // A newer front-end's config struct can be longer than ours (QEMU 11.1 reads 20 bytes of
+        // virtio_gpu_config: blob_alignment follows num_capsets). Fields of features we do not
+        // offer read as zero, as a device without them has them.
+        if (offset < cfg.length) body.set(cfg.subarray(offset, Math.min(offset + size, cfg.length)), CONFIG_HDR);
         return body;
       }
       case Req.SET_CONFIG: {
         const offset = u32At(0), size = u32At(4);
         if (size !== p.byteLength - CONFIG_HDR) throw new Refusal(`config size ${size} does not match the payload`);
+        if (offset + size > MAX_CONFIG_BYTES) throw new Refusal(`config write of ${size} bytes at ${offset} (at most ${MAX_CONFIG_BYTES} bytes of config space)`);
         const data = new Uint8Array(p.buffer, p.byteOffset + CONFIG_HDR, size);
         if (!this.backend.setConfig(offset, data)) throw new Refusal(`config write of ${size} bytes at ${offset}`);
         return;

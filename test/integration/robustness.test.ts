@@ -193,6 +193,26 @@ describe('hostile front-end (vhost-user messages)', () => {
     });
   });
 
+  it('serves config reads and writes the size of a newer front-end\'s struct, and refuses past 256 bytes', async () => {
+    await withSession({}, async (s) => {
+      const fe = s.frontend;
+      const ours = await fe.getConfig(0, 16);
+      // QEMU 11.1 reads 20 bytes (blob_alignment follows num_capsets): the rest reads as zero.
+      const longer = await fe.getConfig(0, 20);
+      expect([...longer.subarray(0, 16)]).toEqual([...ours]);
+      expect([...longer.subarray(16)]).toEqual([0, 0, 0, 0]);
+      expect([...(await fe.getConfig(8, 8))]).toEqual([...ours.subarray(8, 16)]);
+      expect([...(await fe.getConfig(200, 56))]).toEqual(new Array(56).fill(0));
+      // QEMU writes its whole struct at offset 0 when the guest clears events.
+      await fe.setConfig(0, new Uint8Array(20));
+      await fe.setConfig(4, Uint8Array.of(1, 0, 0, 0));
+      expect([...(await fe.getConfig(0, 16))]).toEqual([...ours]);
+      await expect(fe.getConfig(250, 16)).rejects.toThrow();
+      await expect(fe.setConfig(250, new Uint8Array(16))).rejects.toThrow();
+      await alive(s);
+    });
+  });
+
   it('refuses a memory region larger than its fd (touching it would SIGBUS)', async () => {
     await withSession({}, async (s) => {
       const fd = native().memfdCreate('small', 4096);
