@@ -11,7 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBackend } from '../frontend/index.js';
 import { packagePath } from '../../src/package-path.js';
+import { readFileSync } from 'node:fs';
 import { DisplayMsg, GpuResp } from '../frontend/index.js';
+import { ramRegions } from '../frontend/vhost-user-start.js';
 import { useDaemon } from './daemon-fixture.js';
 import { clear, tex2d, B8G8R8A8, Y_0_TOP } from '../unit/virgl-helpers.js';
 
@@ -102,6 +104,27 @@ describe('virgl render server crash', () => {
     await until('a new render server', () => renderServers(daemon).find((p) => p !== pid) ?? null);
     await until('the context to work again', async () => ((await d.s.driver.submit3d(1, clear(BIG, [0, 1, 0, 1]), { fenceId: 200 })).type === GpuResp.OK_NODATA ? true : null));
     expect(d.backend.running).toBe(true);
+  });
+});
+
+describe('virgl render server and guest memory', () => {
+  const d = useDaemon('virgl-shares', ['--gpu-mode', 'virglrenderer'], { ram: { size: 64 * MiB }, features: { virgl: true, contextInit: true } });
+
+  it('maps each memory table once: old tables are unmapped once the backings moved to the new one', async () => {
+    const server = await until('the render server', () => renderServers(d.backend.proc.pid!)[0] ?? null);
+    const memfdMaps = () => readFileSync(`/proc/${server}/maps`, 'utf8').split('\n').filter((l) => l.includes('/memfd:') && !l.includes('virgl-channel')).length;
+    expect((await d.s.driver.ctxCreate(1)).type).toBe(GpuResp.OK_NODATA);
+    const [resourceId, target, format, bind, width, height, depth, arraySize, lastLevel, nrSamples, flags] = tex2d(10, W, H, Y_0_TOP);
+    expect((await d.s.driver.resourceCreate3d({ resourceId, target, format, bind, width, height, depth, arraySize, lastLevel, nrSamples, flags })).type).toBe(GpuResp.OK_NODATA);
+    const att = await d.s.driver.attachBacking(10, W * H * 4);
+    expect((await d.s.driver.ctxAttach(1, 10)).type).toBe(GpuResp.OK_NODATA);
+    const once = memfdMaps();
+    expect(once).toBeGreaterThan(0);
+    for (let i = 0; i < 30; i++) await d.s.frontend.setMemTable(ramRegions(d.s.ram));
+    expect((await d.s.driver.submit3d(1, clear(10, [0, 1, 0, 1]))).type).toBe(GpuResp.OK_NODATA);
+    expect((await d.s.driver.transferFromHost3d({ resourceId: 10, box: box(W, H), stride: W * 4 }, { ctxId: 1, fenceId: 3 })).type).toBe(GpuResp.OK_NODATA);
+    expect([...att.backing.read(0, 4)]).toEqual([0, 255, 0, 255]);
+    expect(memfdMaps()).toBe(once);
   });
 });
 
