@@ -7,18 +7,23 @@ const ORDER: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 }
 export const LOG_LEVELS = Object.keys(ORDER) as LogLevel[];
 
 let threshold = ORDER.info;
+/** Who writes: the daemon, or its virgl render server (a child process on the same stderr). */
+let name = 'vhost-gpu';
 const GUEST_BURST = 20;
 const GUEST_WINDOW_MS = 10_000;
 const guestCounts = new Map<string, { start: number; count: number; dropped: number }>();
 
 function write(level: LogLevel, msg: string): void {
   if (ORDER[level] > threshold) return;
-  process.stderr.write(`vhost-gpu ${level}: ${msg}\n`);
+  process.stderr.write(`${name} ${level}: ${msg}\n`);
 }
 
 export const log = {
   setLevel(level: LogLevel): void {
     threshold = ORDER[level];
+  },
+  setName(n: string): void {
+    name = n;
   },
   get level(): LogLevel {
     return LOG_LEVELS.find((l) => ORDER[l] === threshold)!;

@@ -34,6 +34,7 @@ async function main(): Promise<void> {
   process.title = 'vhost-gpu-virgl';
   const config = JSON.parse(process.argv[2] ?? '{}') as P.VirglServerConfig;
   log.setLevel(config.logLevel as LogLevel);
+  log.setName(process.title);
   // The coordinator holds the other end of stdin: EOF means it is gone, and so are we.
   process.stdin.on('end', () => process.exit(0)).on('error', () => process.exit(0)).resume();
   let result: P.VirglServerResult;
