@@ -17,7 +17,7 @@ interface CapsetRowBase {
   readonly modes: readonly GpuMode[];
 }
 
-/** Served by virglrenderer (its worker owns every virgl context; capset data comes from the library). */
+/** Served by virglrenderer (its render server process owns every virgl context; capset data comes from the library). */
 interface RendererRow extends CapsetRowBase {
   readonly runner: 'virgl';
 }
