@@ -49,3 +49,8 @@ export const log = {
     else c.dropped++;
   },
 };
+
+/** The message of something thrown (an Error's message, anything else as text), for log lines. */
+export function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

@@ -57,9 +57,9 @@ export function parseSize(text: string, option = '--max-host-memory'): number {
 
 const MAX_HOST_VISIBLE = 2 ** 40;
 
-/** "0", "0M", ...: the "none" of size options that allow it. */
-function isZeroSize(text: string): boolean {
-  return /^0+\s*([kmgt]?)(?:i?b)?$/i.test(text.trim());
+/** A size as parseSize, or 0 for "0", "0M", ...: the "none" of size options that allow it. */
+function parseSizeOrNone(text: string, option: string): number {
+  return /^0+\s*([kmgt]?)(?:i?b)?$/i.test(text.trim()) ? 0 : parseSize(text, option);
 }
 
 /** --poll-us: whole µs, at most 10 ms (longer would hold the event loop). */
@@ -73,8 +73,8 @@ export function parsePollUs(us: number): number {
  * power of two; the guest driver places blobs in it page by page).
  */
 export function parseHostVisibleSize(text: string): number {
-  if (isZeroSize(text)) return 0;
-  const bytes = parseSize(text, '--host-visible-size');
+  const bytes = parseSizeOrNone(text, '--host-visible-size');
+  if (bytes === 0) return 0;
   if (bytes > MAX_HOST_VISIBLE || !Number.isInteger(Math.log2(bytes))) {
     throw new Error(`--host-visible-size: ${text} is not a power of two from 1M to 1T (or 0 for none)`);
   }
@@ -121,7 +121,7 @@ export function parseOptions(argv: string[], version: string): Options {
     gpuMode: (parsed['gpu-mode'] ?? (parsed.virgl ? 'virglrenderer' : '2d')) as GpuMode,
     capsets: parsed.capset ? String(parsed.capset).split(',').map((s) => s.trim()).filter(Boolean) : [],
     maxHostMemory: parseSize(String(parsed['max-host-memory'])),
-    maxRendererMemory: isZeroSize(String(parsed['max-renderer-memory'])) ? 0 : parseSize(String(parsed['max-renderer-memory']), '--max-renderer-memory'),
+    maxRendererMemory: parseSizeOrNone(String(parsed['max-renderer-memory']), '--max-renderer-memory'),
     hostVisibleSize: parseHostVisibleSize(String(parsed['host-visible-size'])),
     maxContexts: parsed['max-contexts'] as number,
     pollUs: parsePollUs(parsed['poll-us'] as number),

@@ -16,12 +16,12 @@ import { listen, serveFd, type Server } from './server.js';
 const EXIT_GRACE_MS = 5000;
 
 /** Start virglrenderer (virglrenderer mode); throws one clear message if it cannot. */
-export async function startVirgl(opts: Pick<Options, 'capsets' | 'virglFlags'> & Partial<Pick<Options, 'maxRendererMemory'>>): Promise<VirglService> {
+export async function startVirgl(opts: Pick<Options, 'capsets' | 'virglFlags' | 'maxRendererMemory'>): Promise<VirglService> {
   const capsets = CAPSETS.filter((r) => r.runner === 'virgl' && opts.capsets.includes(r.name)).map((r) => r.name as VirglCapsetName);
   const c = await VirglService.start({
     capsets,
     flags: opts.virglFlags,
-    maxMemoryBytes: opts.maxRendererMemory ?? 0,
+    maxMemoryBytes: opts.maxRendererMemory,
     // For a virglrenderer outside the loader's path (and tests of a missing one).
     libraryPath: process.env.VHOST_GPU_VIRGL_LIBRARY || null,
   });

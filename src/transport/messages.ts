@@ -78,6 +78,8 @@ export const MAX_TABLE_REGIONS = 8;
 export const MAX_MEM_SLOTS = 32;
 export const REGION_SIZE = 32;
 export const CONFIG_HDR = 12;
+/** VHOST_USER_MAX_CONFIG_SIZE: the most config space a front-end reads or writes at once. */
+export const MAX_CONFIG_SIZE = 256;
 export const VRING_NOFD = 0x100;
 export const VRING_IDX_MASK = 0xff;
 /** VIRTIO_MAX_SHMEM_REGIONS: GET_SHMEM_CONFIG answers a size for each shmid 0..255. */
@@ -123,8 +125,8 @@ export const SPECS: ReadonlyMap<number, RequestSpec> = new Map<number, RequestSp
   [Req.GET_QUEUE_NUM, { name: 'GET_QUEUE_NUM', size: 0, fds: 0, reply: 'body' }],
   [Req.SET_BACKEND_REQ_FD, { name: 'SET_BACKEND_REQ_FD', size: 0, fds: 1, reply: 'ack' }],
   [Req.SET_VRING_ENABLE, { name: 'SET_VRING_ENABLE', size: state, fds: 0, reply: 'ack' }],
-  [Req.GET_CONFIG, { name: 'GET_CONFIG', size: [CONFIG_HDR + 1, CONFIG_HDR + 256], fds: 0, reply: 'body' }],
-  [Req.SET_CONFIG, { name: 'SET_CONFIG', size: [CONFIG_HDR + 1, CONFIG_HDR + 256], fds: 0, reply: 'ack' }],
+  [Req.GET_CONFIG, { name: 'GET_CONFIG', size: [CONFIG_HDR + 1, CONFIG_HDR + MAX_CONFIG_SIZE], fds: 0, reply: 'body' }],
+  [Req.SET_CONFIG, { name: 'SET_CONFIG', size: [CONFIG_HDR + 1, CONFIG_HDR + MAX_CONFIG_SIZE], fds: 0, reply: 'ack' }],
   [Req.GPU_SET_SOCKET, { name: 'GPU_SET_SOCKET', size: 0, fds: 1, reply: 'ack' }],
   [Req.RESET_DEVICE, { name: 'RESET_DEVICE', size: 0, fds: 0, reply: 'ack' }],
   [Req.VRING_KICK, { name: 'VRING_KICK', size: state, fds: 0, reply: 'ack' }],

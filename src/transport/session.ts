@@ -13,13 +13,11 @@ import { frame, sendAll } from './wire.js';
 import { SharedMemoryRegion } from './shared-memory.js';
 import {
   Req, SPECS, checkRequest, ProtocolFeature, HDR_SIZE, VERSION, FLAG_REPLY, FLAG_NEED_REPLY, MAX_PAYLOAD, MAX_FDS,
-  MAX_MEM_SLOTS, REGION_SIZE, CONFIG_HDR, VRING_NOFD, VRING_IDX_MASK, F_PROTOCOL_FEATURES, F_INDIRECT_DESC,
+  MAX_MEM_SLOTS, REGION_SIZE, CONFIG_HDR, MAX_CONFIG_SIZE, VRING_NOFD, VRING_IDX_MASK, F_PROTOCOL_FEATURES, F_INDIRECT_DESC,
   F_EVENT_IDX, F_VERSION_1, MAX_SHMEM_REGIONS, SHMEM_CONFIG_SIZE, type RequestSpec,
 } from './messages.js';
 
 const bit = (n: number) => 1n << BigInt(n);
-/** VHOST_USER_MAX_CONFIG_SIZE: the most config space a front-end reads or writes. */
-const MAX_CONFIG_BYTES = 256;
 const DEVICE_NEEDS_RESET = 0x40;
 const MAX_QUEUE_SIZE = 32768;
 /** Without a kick fd (bit 8 of SET_VRING_KICK) the ring is polled at this period. */
@@ -327,19 +325,19 @@ export class Session {
         const cfg = this.backend.config();
         const body = new Uint8Array(CONFIG_HDR + size);
         body.set(new Uint8Array(p.buffer, p.byteOffset, CONFIG_HDR));
-        if (size !== p.byteLength - CONFIG_HDR || offset + size > MAX_CONFIG_BYTES) {
-          throw new Refusal(`config read of ${size} bytes at ${offset} (at most ${MAX_CONFIG_BYTES} bytes of config space)`);
+        if (size !== p.byteLength - CONFIG_HDR || offset + size > MAX_CONFIG_SIZE) {
+          throw new Refusal(`config read of ${size} bytes at ${offset} (at most ${MAX_CONFIG_SIZE} bytes of config space)`);
         }
         // A newer front-end's config struct can be longer than ours (QEMU 11.1 reads 20 bytes of
         // virtio_gpu_config: blob_alignment follows num_capsets). Fields of features we do not
         // offer read as zero, as a device without them has them.
-        if (offset < cfg.length) body.set(cfg.subarray(offset, Math.min(offset + size, cfg.length)), CONFIG_HDR);
+        body.set(cfg.subarray(offset, offset + size), CONFIG_HDR); // subarray stops at cfg's end
         return body;
       }
       case Req.SET_CONFIG: {
         const offset = u32At(0), size = u32At(4);
         if (size !== p.byteLength - CONFIG_HDR) throw new Refusal(`config size ${size} does not match the payload`);
-        if (offset + size > MAX_CONFIG_BYTES) throw new Refusal(`config write of ${size} bytes at ${offset} (at most ${MAX_CONFIG_BYTES} bytes of config space)`);
+        if (offset + size > MAX_CONFIG_SIZE) throw new Refusal(`config write of ${size} bytes at ${offset} (at most ${MAX_CONFIG_SIZE} bytes of config space)`);
         const data = new Uint8Array(p.buffer, p.byteOffset + CONFIG_HDR, size);
         if (!this.backend.setConfig(offset, data)) throw new Refusal(`config write of ${size} bytes at ${offset}`);
         return;

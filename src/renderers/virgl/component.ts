@@ -12,7 +12,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { log } from '../../log.js';
+import { errorMessage, log } from '../../log.js';
 import { check, errnoName, native, VirglFlags, watchFd, type FdWatcher } from '../../native.js';
 import { packagePath } from '../../package-path.js';
 import { SabRing } from '../sab-ring.js';
@@ -217,7 +217,12 @@ export class VirglComponent extends VirglCommands {
 
   /** The render server's process id (null before it started or once it is gone). */
   get pid(): number | null {
-    return this.child?.exitCode === null && this.child.signalCode === null ? this.child.pid ?? null : null;
+    return this.serverAlive ? this.child!.pid ?? null : null;
+  }
+
+  /** The server process was started and has not ended. */
+  private get serverAlive(): boolean {
+    return this.child !== null && this.child.exitCode === null && this.child.signalCode === null;
   }
 
   protected override get accepting(): boolean {
@@ -268,9 +273,8 @@ export class VirglComponent extends VirglCommands {
   private async release(): Promise<void> {
     if (this.memoryTimer) clearInterval(this.memoryTimer);
     this.memoryTimer = null;
-    const child = this.child;
-    if (child && child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
+    if (this.serverAlive) {
+      this.child!.kill('SIGKILL');
       await this.exited;
     }
     this.watcher.close();
@@ -288,7 +292,7 @@ export class VirglComponent extends VirglCommands {
     try {
       this.opts.onLost?.(e);
     } catch (err) {
-      log.error(`virgl onLost handler threw: ${describe(err)}`);
+      log.error(`virgl onLost handler threw: ${errorMessage(err)}`);
     }
   }
 
@@ -385,13 +389,9 @@ export class VirglComponent extends VirglCommands {
     try {
       this.opts.onError(e);
     } catch (err) {
-      log.error(`virgl onError handler threw: ${describe(err)}`);
+      log.error(`virgl onError handler threw: ${errorMessage(err)}`);
     }
   }
-}
-
-function describe(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }
 
 /** VmRSS of a process in bytes, or null if it is gone. */

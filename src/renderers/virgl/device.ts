@@ -56,10 +56,8 @@ export class VirglDevice implements Renderer {
   private readonly budget: HostMemoryBudget;
   private readonly memory: GuestAccess;
   private readonly resources = new Map<number, VirglResource>();
-  /** Context id -> resources attached to it. */
-  private readonly contexts = new Map<number, Set<number>>();
-  /** Context id -> how it was created (to create it again on a restarted server). */
-  private readonly contextInfo = new Map<number, { capsetId: number; name: string }>();
+  /** Context id -> how it was created (to create it again on a restarted server) and the resources attached to it. */
+  private readonly contexts = new Map<number, { readonly capsetId: number; readonly name: string; readonly resources: Set<number> }>();
   readonly scanouts: VirglScanouts;
   private readonly box = [0, 0, 0, 0, 0, 0];
   private rec: Int32Array = new Int32Array(0);
@@ -100,10 +98,11 @@ export class VirglDevice implements Renderer {
     return { segs: res.backing ? res.backing.resolve(this.memory) : null, fd: -1, size: res.backing?.length ?? 0 };
   }
 
+  /** The resources attached to context id. */
   private context(id: number): Set<number> {
     const c = this.contexts.get(id);
     if (!c) throw new GpuError('context', `context ${id} does not exist`);
-    return c;
+    return c.resources;
   }
 
   /**
@@ -271,7 +270,7 @@ export class VirglDevice implements Renderer {
   /** Drop a resource from the coordinator's tables (the caller releases it in the library). */
   private forget(res: VirglResource): void {
     this.scanouts.detach(res);
-    for (const [ctxId, set] of this.contexts) if (set.delete(res.id)) this.component.detachResource(ctxId, res.id);
+    for (const [ctxId, c] of this.contexts) if (c.resources.delete(res.id)) this.component.detachResource(ctxId, res.id);
     this.setBacking(res, null);
     this.budget.release(res.charge);
     this.resources.delete(res.id);
@@ -331,15 +330,13 @@ export class VirglDevice implements Renderer {
     const nameBytes = codec.req.subarray(HDR_SIZE + 8, HDR_SIZE + 8 + Math.min(nlen, codec.rec[R_RLEN] - HDR_SIZE - 8));
     const name = new TextDecoder().decode(nameBytes).replace(/\0.*$/, '');
     const tag = this.component.createContext(ctxId, capsetId, name);
-    this.contexts.set(ctxId, new Set());
-    this.contextInfo.set(ctxId, { capsetId, name });
+    this.contexts.set(ctxId, { capsetId, name, resources: new Set() });
     return this.component.result(tag);
   }
 
   private destroyContext(ctxId: number): void {
     this.component.destroyContext(ctxId);
     this.contexts.delete(ctxId);
-    this.contextInfo.delete(ctxId);
   }
 
   private submit(codec: Codec, ctxId: number): Promise<number> | null {
@@ -397,19 +394,19 @@ export class VirglDevice implements Renderer {
     this.scanouts.use(next);
     this.shares = [];
     this.sharedFor = -1;
-    for (const [id, info] of this.contextInfo) next.createContext(id, info.capsetId, info.name);
+    this.shareMemory(); // the shares of the dead server went with it: nothing to unshare
+    for (const [id, c] of this.contexts) next.createContext(id, c.capsetId, c.name);
     for (const res of this.resources.values()) {
       next.createResource(res.args);
       if (!res.backing) continue;
       try {
-        this.unshare(this.shareMemory());
         next.attachBacking(res.id, res.backing.resolve(this.memory));
       } catch (e) {
         log.guest('backing-gone', `resource ${res.id}: ${(e as Error).message}; backing dropped`);
         this.setBacking(res, null);
       }
     }
-    for (const [ctx, set] of this.contexts) for (const id of set) next.attachResource(ctx, id);
+    for (const [ctx, c] of this.contexts) for (const id of c.resources) next.attachResource(ctx, id);
     log.warn(`virgl: ${this.contexts.size} contexts and ${this.resources.size} resources created again on the new render server`);
   }
 

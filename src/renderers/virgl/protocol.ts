@@ -10,6 +10,8 @@
  * `tag` is the coordinator's serial number for the command; RESULT and ERROR completions echo it.
  */
 
+import type { LogLevel } from '../../log.js';
+
 /** Message header, common to both rings. */
 export const HDR = { OP: 0, TAG: 4, SIZE: 8 } as const;
 
@@ -154,7 +156,7 @@ export interface VirglServerConfig {
   readonly capsets: readonly number[];
   /** null = libvirglrenderer.so.1 from the loader path. */
   readonly libraryPath: string | null;
-  readonly logLevel: string;
+  readonly logLevel: LogLevel;
 }
 
 /** How the server ended (its last stdout line): ok after SHUTDOWN, or why it could not start. */

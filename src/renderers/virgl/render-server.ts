@@ -13,7 +13,7 @@
  * coordinator died).
  */
 import { errnoName, native, VIRGL_GLOBAL_RING, type FdWatcher, type NativeAddon } from '../../native.js';
-import { log, type LogLevel } from '../../log.js';
+import { errorMessage, log } from '../../log.js';
 import { SabRing } from '../sab-ring.js';
 import { Channel } from './channel.js';
 import { RingWriter } from './ring-writer.js';
@@ -33,7 +33,7 @@ const QUIESCE_MS = 1000;
 async function main(): Promise<void> {
   process.title = 'vhost-gpu-virgl';
   const config = JSON.parse(process.argv[2] ?? '{}') as P.VirglServerConfig;
-  log.setLevel(config.logLevel as LogLevel);
+  log.setLevel(config.logLevel);
   log.setName(process.title);
   // The coordinator holds the other end of stdin: EOF means it is gone, and so are we.
   process.stdin.on('end', () => process.exit(0)).on('error', () => process.exit(0)).resume();
@@ -41,7 +41,7 @@ async function main(): Promise<void> {
   try {
     result = await serve(config);
   } catch (e) {
-    result = { ok: false, error: `virgl render server: ${e instanceof Error ? e.message : String(e)}` };
+    result = { ok: false, error: `virgl render server: ${errorMessage(e)}` };
   }
   process.stdout.write(P.formatServerResult(result), () => process.exit(0));
 }

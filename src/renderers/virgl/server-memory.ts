@@ -68,8 +68,9 @@ export class ServerMemory {
   }
 
   /**
-   * Translate [addr, len] pairs (coordinator addresses) in place into this process's addresses,
-   * as the iovec list for virglrenderer. null if a segment is outside every live share.
+   * The iovec list for virglrenderer of [addr, len] pairs in coordinator addresses (this process's
+   * addresses of the same bytes), and the shares it uses. null if a segment is outside every live
+   * share.
    */
   translate(segs: readonly number[]): { iov: BigUint64Array; used: Share[] } | null {
     const iov = new BigUint64Array(segs.length);

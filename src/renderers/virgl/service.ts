@@ -5,8 +5,11 @@
  * daemon. Restarts are rate-limited, so a guest that crashes the library in a loop gets its 3D
  * commands refused meanwhile, not a fork loop.
  */
-import { log } from '../../log.js';
+import { errorMessage, log } from '../../log.js';
 import { VirglComponent, type VirglCapset, type VirglStartOptions } from './component.js';
+
+/** The components' options; a loss is the service's to handle (the component logs it). */
+export type VirglServiceOptions = Omit<VirglStartOptions, 'onLost'>;
 
 /** At most this many restarts per RESTART_WINDOW_MS; the next waits for the window to pass. */
 const MAX_RESTARTS = 5;
@@ -20,14 +23,14 @@ export class VirglService {
   losses = 0;
 
   private constructor(
-    private readonly opts: VirglStartOptions,
+    private readonly opts: VirglServiceOptions,
     private server: VirglComponent,
   ) {}
 
   /** Start the first server; throws one clear message if virglrenderer cannot start. */
-  static async start(opts: VirglStartOptions): Promise<VirglService> {
+  static async start(opts: VirglServiceOptions): Promise<VirglService> {
     let service: VirglService | null = null;
-    const first = await VirglComponent.start({ ...opts, onLost: (e) => service?.lost(first, e) });
+    const first = await VirglComponent.start({ ...opts, onLost: () => service?.lost(first) });
     service = new VirglService(opts, first);
     return service;
   }
@@ -49,14 +52,9 @@ export class VirglService {
     await this.server.close();
   }
 
-  private lost(server: VirglComponent, e: Error): void {
+  private lost(server: VirglComponent): void {
     if (server !== this.server || this.closed) return;
     this.losses++;
-    try {
-      this.opts.onLost?.(e);
-    } catch (err) {
-      log.error(`virgl onLost handler threw: ${err instanceof Error ? err.message : String(err)}`);
-    }
     this.scheduleRestart();
   }
 
@@ -74,9 +72,9 @@ export class VirglService {
     this.restarts.push(Date.now());
     let next: VirglComponent;
     try {
-      next = await VirglComponent.start({ ...this.opts, onLost: (e) => this.lost(next, e) });
+      next = await VirglComponent.start({ ...this.opts, onLost: () => this.lost(next) });
     } catch (e) {
-      log.error(`virgl render server: restart failed: ${e instanceof Error ? e.message : String(e)}`);
+      log.error(`virgl render server: restart failed: ${errorMessage(e)}`);
       this.scheduleRestart();
       return;
     }

@@ -6,7 +6,7 @@
  * (bounded), a dead worker settles everything pending and marks the context lost.
  */
 import { Piscina } from 'piscina';
-import { log } from '../../log.js';
+import { errorMessage, log } from '../../log.js';
 import { check, errnoName, native, watchFd, type FdWatcher, type NativeAddon } from '../../native.js';
 import { packagePath } from '../../package-path.js';
 import { SabRing } from '../sab-ring.js';
@@ -71,7 +71,7 @@ export class WorkerContexts {
       idleTimeout: 1000,
       atomics: 'disabled', // the task lives on the worker's event loop
     });
-    pool.on('error', (e: unknown) => log.error(`context worker pool: ${describe(e)}`));
+    pool.on('error', (e: unknown) => log.error(`context worker pool: ${errorMessage(e)}`));
     return pool;
   }
 
@@ -139,7 +139,7 @@ export class WorkerContextHost {
     this.watcher.start(n.READABLE);
     this.task = (pool.run(init, { signal: this.abort.signal }) as Promise<WorkerContextResult>).then(
       (r) => this.taskEnded(r.ok ? null : r.reason ?? 'ended', true),
-      (e: unknown) => this.taskEnded(`worker died: ${describe(e)}`, false),
+      (e: unknown) => this.taskEnded(`worker died: ${errorMessage(e)}`, false),
     );
   }
 
@@ -326,7 +326,7 @@ export class WorkerContextHost {
     try {
       this.onLost(reason);
     } catch (e) {
-      log.error(`context ${this.ctxId}: onLost threw: ${describe(e)}`);
+      log.error(`context ${this.ctxId}: onLost threw: ${errorMessage(e)}`);
     }
   }
 
@@ -351,8 +351,4 @@ export class WorkerContextHost {
     this.out.discard();
     this.onGone();
   }
-}
-
-function describe(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }
