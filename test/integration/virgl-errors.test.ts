@@ -8,7 +8,7 @@ import { describe, it, expect, beforeAll } from 'vitest';
 import { GpuResp } from '../frontend/index.js';
 import type { Transfer3dParams } from '../frontend/gpu-protocol.js';
 import { useDaemon } from './daemon-fixture.js';
-import { bytesOf, clear, hdr, tex2d, BIND_RT_SAMPLER, B8G8R8A8 } from '../unit/virgl-helpers.js';
+import { bytesOf, clear, hdr, tex2dCreate, BIND_RT_SAMPLER, B8G8R8A8 } from '../unit/virgl-helpers.js';
 
 const MiB = 1024 * 1024;
 const W = 32, H = 16;
@@ -18,10 +18,8 @@ const PIPE_TEXTURE_3D = 3;
 /** How the daemon logs a command virglrenderer refused. */
 const LIBRARY_REFUSED = /virgl \w+ \(ctx \d+, resource \d+\) failed/;
 
-const create = (id: number, w: number, h: number, more: { target?: number; depth?: number; lastLevel?: number; bind?: number; format?: number } = {}) => {
-  const [resourceId, target, format, bind, width, height, depth, arraySize, lastLevel, nrSamples, flags] = tex2d(id, w, h, 0);
-  return { resourceId, target, format, bind, width, height, depth, arraySize, lastLevel, nrSamples, flags, ...more };
-};
+const create = (id: number, w: number, h: number, more: { target?: number; depth?: number; lastLevel?: number; bind?: number; format?: number } = {}) =>
+  ({ ...tex2dCreate(id, w, h, 0), ...more });
 const box = (w: number, h: number, d = 1, x = 0, y = 0, z = 0) => ({ x, y, z, w, h, d });
 /** Long enough for the daemon's stderr of the commands so far to have reached us. */
 const settle = () => new Promise((resolve) => setTimeout(resolve, 20));

@@ -15,7 +15,7 @@ import { readFileSync } from 'node:fs';
 import { DisplayMsg, GpuResp } from '../frontend/index.js';
 import { ramRegions } from '../frontend/vhost-user-start.js';
 import { useDaemon } from './daemon-fixture.js';
-import { clear, tex2d, B8G8R8A8, Y_0_TOP } from '../unit/virgl-helpers.js';
+import { clear, tex2dCreate, B8G8R8A8, Y_0_TOP } from '../unit/virgl-helpers.js';
 
 const MiB = 1024 * 1024;
 const W = 32, H = 16;
@@ -59,8 +59,7 @@ describe('virgl render server crash', () => {
     await d.s.display.waitFor(DisplayMsg.UPDATE);
     expect(d.s.display.pixel(0, 1, 1) & 0xffffff).toBe(0x0000ff);
     expect((await d.s.driver.ctxCreate(1, { name: 'victim' })).type).toBe(GpuResp.OK_NODATA);
-    const [resourceId, target, format, bind, width, height, depth, arraySize, lastLevel, nrSamples, flags] = tex2d(10, W, H, Y_0_TOP);
-    expect((await d.s.driver.resourceCreate3d({ resourceId, target, format, bind, width, height, depth, arraySize, lastLevel, nrSamples, flags })).type).toBe(GpuResp.OK_NODATA);
+    expect((await d.s.driver.resourceCreate3d(tex2dCreate(10, W, H, Y_0_TOP))).type).toBe(GpuResp.OK_NODATA);
     const att = await d.s.driver.attachBacking(10, W * H * 4);
     expect((await d.s.driver.ctxAttach(1, 10)).type).toBe(GpuResp.OK_NODATA);
 
@@ -89,8 +88,7 @@ describe('virgl render server crash', () => {
     const daemon = d.backend.proc.pid!;
     const pid = await until('the render server', () => renderServers(daemon)[0] ?? null);
     const BIG = 30, S = 1024;
-    const [resourceId, target, format, bind, width, height, depth, arraySize, lastLevel, nrSamples, flags] = tex2d(BIG, S, S, Y_0_TOP);
-    expect((await d.s.driver.resourceCreate3d({ resourceId, target, format, bind, width, height, depth, arraySize, lastLevel, nrSamples, flags })).type).toBe(GpuResp.OK_NODATA);
+    expect((await d.s.driver.resourceCreate3d(tex2dCreate(BIG, S, S, Y_0_TOP))).type).toBe(GpuResp.OK_NODATA);
     expect((await d.s.driver.ctxAttach(1, BIG)).type).toBe(GpuResp.OK_NODATA);
     const inFlight = Array.from({ length: 32 }, (_, i) => d.s.driver.submit3d(1, clear(BIG, [i / 32, 0, 1, 1]), { fenceId: 100 + i, timeoutMs: 10_000 }));
     process.kill(pid, 'SIGSEGV');
@@ -114,8 +112,7 @@ describe('virgl render server and guest memory', () => {
     const server = await until('the render server', () => renderServers(d.backend.proc.pid!)[0] ?? null);
     const memfdMaps = () => readFileSync(`/proc/${server}/maps`, 'utf8').split('\n').filter((l) => l.includes('/memfd:') && !l.includes('virgl-channel')).length;
     expect((await d.s.driver.ctxCreate(1)).type).toBe(GpuResp.OK_NODATA);
-    const [resourceId, target, format, bind, width, height, depth, arraySize, lastLevel, nrSamples, flags] = tex2d(10, W, H, Y_0_TOP);
-    expect((await d.s.driver.resourceCreate3d({ resourceId, target, format, bind, width, height, depth, arraySize, lastLevel, nrSamples, flags })).type).toBe(GpuResp.OK_NODATA);
+    expect((await d.s.driver.resourceCreate3d(tex2dCreate(10, W, H, Y_0_TOP))).type).toBe(GpuResp.OK_NODATA);
     const att = await d.s.driver.attachBacking(10, W * H * 4);
     expect((await d.s.driver.ctxAttach(1, 10)).type).toBe(GpuResp.OK_NODATA);
     const once = memfdMaps();
@@ -139,8 +136,7 @@ describe('virgl render server memory limit', () => {
     const S = 2048;
     const answers: number[] = [];
     for (let i = 0; i < 24 && renderServers(daemon).includes(first); i++) {
-      const [resourceId, target, format, bind, width, height, depth, arraySize, lastLevel, nrSamples, flags] = tex2d(100 + i, S, S, Y_0_TOP);
-      answers.push((await d.s.driver.resourceCreate3d({ resourceId, target, format, bind, width, height, depth, arraySize, lastLevel, nrSamples, flags })).type);
+      answers.push((await d.s.driver.resourceCreate3d(tex2dCreate(100 + i, S, S, Y_0_TOP))).type);
       answers.push((await d.s.driver.ctxAttach(1, 100 + i)).type);
       answers.push((await d.s.driver.submit3d(1, clear(100 + i, [1, 1, 1, 1]), { fenceId: 1000 + i, timeoutMs: 10_000 })).type);
     }

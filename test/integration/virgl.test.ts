@@ -11,17 +11,14 @@ import { ramRegions } from '../frontend/vhost-user-start.js';
 import { DisplayMsg, GpuResp, GPU_FLAG_FENCE } from '../frontend/index.js';
 import { packagePath } from '../../src/package-path.js';
 import { useDaemon } from './daemon-fixture.js';
-import { clear, tex2d, BGRA, B8G8R8A8, Y_0_TOP } from '../unit/virgl-helpers.js';
+import { clear, tex2dCreate, BGRA, B8G8R8A8, Y_0_TOP } from '../unit/virgl-helpers.js';
 
 const MiB = 1024 * 1024;
 const BIN = packagePath('bin/vhost-gpu.js');
 const CAPSET_VIRGL = 1, CAPSET_VIRGL2 = 2;
 const W = 32, H = 16;
 
-const create3d = (id: number, w = W, h = H, flags = Y_0_TOP) => {
-  const [resourceId, target, format, bind, width, height, depth, arraySize, lastLevel, nrSamples, fl] = tex2d(id, w, h, flags);
-  return { resourceId, target, format, bind, width, height, depth, arraySize, lastLevel, nrSamples, flags: fl };
-};
+const create3d = (id: number, w = W, h = H, flags = Y_0_TOP) => tex2dCreate(id, w, h, flags);
 const box = (w: number, h: number) => ({ x: 0, y: 0, z: 0, w, h, d: 1 });
 
 describe('--gpu-mode virglrenderer', () => {

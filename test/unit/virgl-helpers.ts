@@ -25,6 +25,12 @@ export const TEXTURE_2D = 2, BIND_RT_SAMPLER = (1 << 1) | (1 << 3), Y_0_TOP = 1,
 export const tex2d = (id: number, w: number, h: number, flags = Y_0_TOP, format = B8G8R8A8) =>
   [id, TEXTURE_2D, format, BIND_RT_SAMPLER, w, h, 1, 1, 0, 0, flags];
 
+/** tex2d as the test driver's RESOURCE_CREATE_3D arguments. */
+export const tex2dCreate = (id: number, w: number, h: number, flags = Y_0_TOP) => {
+  const [resourceId, target, format, bind, width, height, depth, arraySize, lastLevel, nrSamples, fl] = tex2d(id, w, h, flags);
+  return { resourceId, target, format, bind, width, height, depth, arraySize, lastLevel, nrSamples, flags: fl };
+};
+
 /** Bytes of an opaque B8G8R8A8 pixel in memory order (B, G, R, A), from 0..1 components. */
 export const BGRA = (r: number, g: number, b: number) => [Math.round(b * 255), Math.round(g * 255), Math.round(r * 255), 255];
 
