@@ -1,7 +1,7 @@
 /**
  * Command streams that crash virglrenderer 0.10.4 inside virgl_renderer_submit_cmd (found by
- * `npm run fuzz -- --target virgl`): the coordinator refuses them with an error response and the
- * daemon lives on.
+ * `npm run fuzz -- --target virgl`): the render server refuses them with an error response, and
+ * neither it nor the daemon dies.
  */
 import { describe, it, expect, beforeAll } from 'vitest';
 import { GpuResp } from '../frontend/index.js';
@@ -50,5 +50,16 @@ describe('--gpu-mode virglrenderer: streams that would crash the library', () =>
     const words = [...nop(2), ...nop(0), (50 | (1 << 16)) >>> 0, 10];
     expect((await d.s.driver.submit3d(1, new Uint8Array(Uint32Array.from(words).buffer))).type).toBe(GpuResp.ERR_INVALID_PARAMETER);
     expect(d.backend.running).toBe(true);
+  });
+
+  it('refuses SET_SHADER_IMAGES naming a format past the format table (the library indexes it unchecked)', async () => {
+    await create(13, 4096, 4096);
+    // shader type 3 (fragment... any), start slot 4, one image: format, access, offset, size, handle.
+    const images = (format: number) => new Uint8Array(Uint32Array.from([(35 | (7 << 16)) >>> 0, 3, 4, format, 0x41508649, 0, 3, 13]).buffer);
+    expect((await d.s.driver.submit3d(1, images(0xdeaf9985))).type).toBe(GpuResp.ERR_INVALID_PARAMETER);
+    expect((await d.s.driver.submit3d(1, images(481))).type).toBe(GpuResp.ERR_INVALID_PARAMETER);
+    expect((await d.s.driver.submit3d(1, images(R8_UNORM))).type).toBe(GpuResp.OK_NODATA);
+    expect(d.backend.running).toBe(true);
+    expect(d.backend.stderr()).not.toMatch(/virglrenderer lost/);
   });
 });

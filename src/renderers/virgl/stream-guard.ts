@@ -5,10 +5,18 @@
  * `cmd | obj << 8 | len << 16`, then len dwords), so nothing can hide from the walk.
  */
 
+import { VIRGL_FORMAT_COUNT } from './formats.js';
+
 /** VIRGL_CCMD_GET_MEMORY_INFO: writes a virgl_memory_info through the resource's first iov, unchecked. */
 const CCMD_GET_MEMORY_INFO = 50;
 /** sizeof(struct virgl_memory_info): six u32. */
 export const MEMORY_INFO_BYTES = 24;
+/**
+ * VIRGL_CCMD_SET_SHADER_IMAGES: shader type, start slot, then per image format, access, offset,
+ * size, handle. The library indexes its format table with the format unchecked.
+ */
+const CCMD_SET_SHADER_IMAGES = 35;
+const IMAGE_DWORDS = 5;
 
 /**
  * Why the stream must not reach the library, or null. firstIovBytes(res): the length of the
@@ -26,6 +34,12 @@ export function unsafeCommand(stream: Uint8Array, firstIovBytes: (res: number) =
       const have = firstIovBytes(res);
       if (have < MEMORY_INFO_BYTES) {
         return `GET_MEMORY_INFO into resource ${res}, whose first backing segment has ${have} bytes (needs ${MEMORY_INFO_BYTES})`;
+      }
+    }
+    if ((header & 0xff) === CCMD_SET_SHADER_IMAGES && len >= 2) {
+      for (let img = at + 3; img + IMAGE_DWORDS <= at + 1 + len; img += IMAGE_DWORDS) {
+        const format = v.getUint32(4 * img, true);
+        if (format >= VIRGL_FORMAT_COUNT) return `SET_SHADER_IMAGES with format ${format} (formats end at ${VIRGL_FORMAT_COUNT - 1})`;
       }
     }
     at += len + 1;
