@@ -10,6 +10,8 @@ export interface Capset {
   readonly maxVersion: number;
   readonly maxSize: number;
   readonly data: Uint8Array;
+  /** What GET_CAPSET sends instead when the guest has a host-visible region (if it differs). */
+  readonly hostVisibleData?: Uint8Array;
 }
 
 export function capsetInfo(codec: Codec, capsets: readonly Capset[], index: number): number {
@@ -25,14 +27,15 @@ export function capsetInfo(codec: Codec, capsets: readonly Capset[], index: numb
   return CAPSET_INFO_SIZE;
 }
 
-export function capsetData(codec: Codec, capsets: readonly Capset[], id: number, version: number): number {
+export function capsetData(codec: Codec, capsets: readonly Capset[], id: number, version: number, hostVisible: boolean): number {
   const cap = capsets.find((c) => c.id === id);
   if (!cap) throw new GpuError('param', `capset ${id} is not offered`);
   if (version > cap.maxVersion) throw new GpuError('param', `capset ${id} version ${version} > ${cap.maxVersion}`);
-  const len = HDR_SIZE + cap.data.length;
+  const data = hostVisible ? cap.hostVisibleData ?? cap.data : cap.data;
+  const len = HDR_SIZE + data.length;
   if (len > codec.respCapacity || len > (codec.rec[R_WLEN] >>> 0)) throw new GpuError('unspec', `capset response of ${len} bytes does not fit`);
   const r = codec.rec;
   header(codec, Resp.OK_CAPSET, r[R_FLAGS], r[R_FENCE_LO], r[R_FENCE_HI], r[R_CTX], r[R_RING]);
-  codec.resp.set(cap.data, HDR_SIZE);
+  codec.resp.set(data, HDR_SIZE);
   return len;
 }

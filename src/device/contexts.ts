@@ -231,7 +231,8 @@ export class ContextRegistry {
   async createBlob(ctxId: number, blobId: bigint, size: number, flags: number): Promise<HostBlob> {
     const entry = this.workerCtx.get(ctxId);
     if (!entry) {
-      if (this.rendererCtx.has(ctxId)) throw new GpuError('param', `context ${ctxId} cannot create host blobs`);
+      // virglrenderer's blob API is not used: its contexts' memory cannot leave the render server.
+      if (this.rendererCtx.has(ctxId)) throw new GpuError('param', `context ${ctxId} is a virgl context: host blobs come from the other context types`);
       throw new GpuError('context', `context ${ctxId} does not exist`);
     }
     this.lostCheck(entry.host);

@@ -7,6 +7,7 @@ import type { Codec } from '../queues/codec.js';
 import { DEFERRED, type VirtQueue } from '../queues/virtqueue.js';
 import type { VirglService } from '../renderers/virgl/service.js';
 import { VirglDevice } from '../renderers/virgl/device.js';
+import { withoutHostBlobUse } from '../renderers/virgl/capset-data.js';
 import type { Renderer } from './renderer.js';
 import { ContextRegistry, type ContextResource, type OfferedCapset } from './contexts.js';
 import { AnswerOrder } from './answer-order.js';
@@ -43,6 +44,12 @@ export interface GpuDeviceOptions {
   hostVisibleSize?: number;
 }
 
+/** Which request word names the resource, for the commands a virgl-mode device runs itself on its blobs. */
+const RESOURCE_ARG = new Map<number, number>([
+  [Cmd.RESOURCE_UNREF, 0], [Cmd.RESOURCE_ATTACH_BACKING, 0], [Cmd.RESOURCE_DETACH_BACKING, 0],
+  [Cmd.TRANSFER_TO_HOST_2D, 6], [Cmd.RESOURCE_FLUSH, 4], [Cmd.SET_SCANOUT, 5],
+]);
+
 /** Default mode reported when QEMU's display does not answer (QEMU's own xres/yres defaults). */
 const DEFAULT_WIDTH = 1280;
 const DEFAULT_HEIGHT = 800;
@@ -73,23 +80,35 @@ export class GpuDevice {
    * This turns a batch of GET_DISPLAY_INFO into one round trip to QEMU.
    */
   private displayInfoCache: { pmodes: Uint8Array | null; pos: number; seen: number } | null = null;
-  /** Blob resources (RESOURCE_BLOB); null in virglrenderer mode, whose resources live in the library. */
-  private readonly blobs: BlobCommands | null;
+  /**
+   * Blob resources (RESOURCE_BLOB): guest blobs and the host memory of worker contexts. In virgl
+   * mode they live beside virglrenderer's resources (whose own blob API is not used).
+   */
+  private readonly blobs: BlobCommands;
   private readonly hostVisibleSize: number;
+  /** Whether the guest has a host-visible region (the transport negotiated SHMEM with one). */
+  private hostVisible = false;
 
   constructor(opts: GpuDeviceOptions) {
     this.hostVisibleSize = opts.hostVisibleSize ?? 0;
     this.budget = new HostMemoryBudget(opts.maxHostMemory);
-    this.resources = new ResourceTable(this.budget);
+    // One id space: in virgl mode the renderer's resources and the device's blobs exclude each other.
+    this.resources = new ResourceTable(this.budget, (id) => this.renderer?.hasResource(id) ?? false);
     this.display = opts.display;
     this.memory = opts.memory;
     this.scanouts = new Scanouts(opts.display, (src) => {
-      if (src instanceof BlobFramebuffer) this.blobs?.releaseFramebuffer(src);
-    });
+      if (src instanceof BlobFramebuffer) this.blobs.releaseFramebuffer(src);
+    }, (id) => this.renderer?.releaseScanout(id) ?? false);
     const answers = new AnswerOrder();
-    const virgl = opts.virgl ? new VirglDevice({ service: opts.virgl, budget: this.budget, memory: opts.memory, display: opts.display, answers }) : null;
+    const virgl = opts.virgl ? new VirglDevice({
+      service: opts.virgl, budget: this.budget, memory: opts.memory, display: opts.display, answers,
+      isDeviceBlob: (id) => this.resources.blob(id) !== undefined,
+      claimScanout: (id) => this.scanouts.release(id),
+    }) : null;
     this.renderer = virgl;
-    const virglCapsets: OfferedCapset[] = virgl ? virgl.capsets.map((c) => ({ ...c, runner: 'renderer' as const })) : [];
+    const virglCapsets: OfferedCapset[] = virgl
+      ? virgl.capsets.map((c) => ({ ...c, runner: 'renderer' as const, hostVisibleData: withoutHostBlobUse(c.id, c.data) }))
+      : [];
     this.capsets = [...virglCapsets, ...(opts.workerCapsets ?? [])];
     this.contexts = this.capsets.length === 0 ? null : new ContextRegistry({
       capsets: this.capsets,
@@ -100,7 +119,7 @@ export class GpuDevice {
       renderer: virgl,
       answers,
     });
-    this.blobs = virgl ? null : new BlobCommands({
+    this.blobs = new BlobCommands({
       budget: this.budget, resources: this.resources, memory: opts.memory, scanouts: this.scanouts,
       contexts: this.contexts, answers, region: NO_HOST_VISIBLE_REGION,
     });
@@ -108,29 +127,26 @@ export class GpuDevice {
 
   /** Device feature bits offered (the transport adds the ring and vhost-user bits). */
   features(): bigint {
-    let base = (1n << BigInt(GpuFeature.EDID)) | (1n << BigInt(GpuFeature.RESOURCE_UUID));
-    // Blobs in virglrenderer mode would need virglrenderer's blob API (not wired): not offered there.
-    if (this.blobs) base |= 1n << BigInt(GpuFeature.RESOURCE_BLOB);
+    const base = (1n << BigInt(GpuFeature.EDID)) | (1n << BigInt(GpuFeature.RESOURCE_UUID)) | (1n << BigInt(GpuFeature.RESOURCE_BLOB));
     // Contexts of any type need VIRGL (the 3D command range) and CONTEXT_INIT (their capset id).
     return this.capsets.length > 0 ? base | (1n << BigInt(GpuFeature.VIRGL)) | (1n << BigInt(GpuFeature.CONTEXT_INIT)) : base;
   }
 
   /** A resource as a context sees it when attached (guest memory and/or host memory). */
   private contextResource(id: number): ContextResource {
+    const blob = this.resources.blob(id);
+    if (blob) return { segs: blob.backing ? blob.backing.resolve(this.memory) : null, fd: blob.host?.fd ?? -1, size: blob.size };
     if (this.renderer) return this.renderer.contextResource(id);
-    const res = this.resources.any(id);
-    if (res instanceof BlobResource) {
-      return { segs: res.backing ? res.backing.resolve(this.memory) : null, fd: res.host?.fd ?? -1, size: res.size };
-    }
+    const res = this.resources.get(id);
     return { segs: res.backing ? res.backing.resolve(this.memory) : null, fd: -1, size: res.backing?.length ?? 0 };
   }
 
   /**
    * The device's VIRTIO shared memory regions by shm id: the host-visible one where MAP_BLOB puts
-   * blobs, when blobs can have host memory here (built-in device; virgl mode has no blob yet).
+   * blobs' host memory.
    */
   sharedMemorySizes(): readonly number[] {
-    if (!this.blobs || this.hostVisibleSize === 0) return [];
+    if (this.hostVisibleSize === 0) return [];
     const sizes = new Array<number>(SHM_ID_HOST_VISIBLE + 1).fill(0);
     sizes[SHM_ID_HOST_VISIBLE] = this.hostVisibleSize;
     return sizes;
@@ -138,7 +154,8 @@ export class GpuDevice {
 
   /** The transport negotiated shared memory (or lost it: NO_HOST_VISIBLE_REGION). */
   setHostVisible(region: HostVisibleRegion): void {
-    this.blobs?.setRegion(region);
+    this.hostVisible = region.size > 0;
+    this.blobs.setRegion(region);
   }
 
   setAckedFeatures(f: bigint): void {
@@ -172,7 +189,7 @@ export class GpuDevice {
     this.displayInfoCache = null;
     this.contexts?.reset();
     this.scanouts.reset();
-    this.blobs?.reset();
+    this.blobs.reset();
     this.resources.clear();
     this.renderer?.reset();
   }
@@ -256,9 +273,9 @@ export class GpuDevice {
       if (r !== null) return r;
     }
     if (type === Cmd.GET_CAPSET_INFO) return capsetInfo(codec, this.capsets, this.arg(0));
-    if (type === Cmd.GET_CAPSET) return capsetData(codec, this.capsets, this.arg(0), this.arg(1));
+    if (type === Cmd.GET_CAPSET) return capsetData(codec, this.capsets, this.arg(0), this.arg(1), this.hostVisible);
     if (type === Cmd.RESOURCE_UNREF) this.contexts?.resourceGone(this.arg(0));
-    if (this.renderer !== null && queue) {
+    if (this.renderer !== null && queue && !this.namesDeviceBlob(type)) {
       const r = this.renderer.execute(codec, type, queue, this.has(GpuFeature.CONTEXT_INIT));
       if (r !== null) return r;
     }
@@ -271,7 +288,7 @@ export class GpuDevice {
       case Cmd.RESOURCE_UNREF: {
         const res = this.resources.any(this.arg(0));
         if (res instanceof BlobResource) {
-          this.blobs!.unref(res);
+          this.blobs.unref(res);
         } else {
           this.scanouts.detachResource(res);
           this.resources.destroy(res);
@@ -289,7 +306,7 @@ export class GpuDevice {
         const res = this.resources.any(this.arg(4));
         const r = this.rectAt(0);
         if (res instanceof BlobResource) {
-          this.blobs!.flush(res, r);
+          this.blobs.flush(res, r);
         } else {
           checkRectInside('flush', r, res.width, res.height);
           this.scanouts.flush(res, r);
@@ -304,7 +321,7 @@ export class GpuDevice {
       }
       case Cmd.RESOURCE_ATTACH_BACKING: {
         const res = this.resources.any(this.arg(0));
-        if (res instanceof BlobResource) this.blobs!.attachBacking(res, codec);
+        if (res instanceof BlobResource) this.blobs.attachBacking(res, codec);
         else this.resources.attachBacking(res, Backing.fromRequest(codec));
         break;
       }
@@ -317,9 +334,9 @@ export class GpuDevice {
       }
       case Cmd.RESOURCE_ASSIGN_UUID: {
         if (!this.has(GpuFeature.RESOURCE_UUID)) throw new GpuError('unspec', 'RESOURCE_UUID was not negotiated');
-        if (this.renderer) return this.assignUuid(codec, this.renderer.resource(this.arg(0)));
+        if (this.renderer && !this.resources.blob(this.arg(0))) return this.assignUuid(codec, this.renderer.resource(this.arg(0)));
         const res = this.resources.any(this.arg(0));
-        if (res instanceof BlobResource) this.blobs!.checkShareable(res);
+        if (res instanceof BlobResource) this.blobs.checkShareable(res);
         return this.assignUuid(codec, res);
       }
       case Cmd.RESOURCE_CREATE_BLOB: {
@@ -343,8 +360,17 @@ export class GpuDevice {
     return this.header(codec, Resp.OK_NODATA);
   }
 
+  /**
+   * Virgl mode: whether the resource a command names is one of the device's blobs (the built-in
+   * code below runs it, not the renderer). Context commands reach this through the registry.
+   */
+  private namesDeviceBlob(type: number): boolean {
+    const at = RESOURCE_ARG.get(type);
+    return at !== undefined && this.resources.blob(this.arg(at)) !== undefined;
+  }
+
   private blobCommands(): BlobCommands {
-    if (!this.blobs || !this.has(GpuFeature.RESOURCE_BLOB)) throw new GpuError('unspec', 'RESOURCE_BLOB was not negotiated');
+    if (!this.has(GpuFeature.RESOURCE_BLOB)) throw new GpuError('unspec', 'RESOURCE_BLOB was not negotiated');
     return this.blobs;
   }
 
@@ -447,14 +473,14 @@ export class GpuDevice {
         return;
       }
       try {
-        if (this.renderer) {
+        if (this.renderer && !this.resources.blob(resId)) {
           this.renderer.cursor(resId, scanout, x, y, this.arg(5), this.arg(6));
           return;
         }
         const res = this.resources.any(resId);
         if (res instanceof BlobResource) {
           // As QEMU: the first 64x64x4 bytes of the blob, in the cursor's own B,G,R,A order.
-          this.cursorImage = cursorImage(this.cursorImage, 'none', this.blobs!.cursorWords(res));
+          this.cursorImage = cursorImage(this.cursorImage, 'none', this.blobs.cursorWords(res));
           this.cursorOf = { res: null, version: 0 };
           this.display.cursorUpdate(scanout, x, y, this.arg(5), this.arg(6), this.cursorImage);
           return;

@@ -18,6 +18,13 @@ export interface Renderer {
   execute(codec: Codec, type: number, queue: VirtQueue, contextInit: boolean): number | Promise<number> | null;
   /** A resource by id (throws GpuError 'resource'), for RESOURCE_ASSIGN_UUID. */
   resource(id: number): { uuid: Uint8Array | null };
+  /** Whether this renderer owns resource `id` (the device's own blobs share the id space). */
+  hasResource(id: number): boolean;
+  /**
+   * The device shows one of its own blobs on scanout `id`, or disables it: forget what this
+   * renderer showed there without telling the display; whether it showed anything.
+   */
+  releaseScanout(id: number): boolean;
   /** Whether a context of this renderer has that id (the context registry mirrors them). */
   hasContext(id: number): boolean;
   /** A resource as a context of another type sees it when attached (throws GpuError 'resource'). */

@@ -87,7 +87,8 @@ export class Resource2D {
 export class ResourceTable {
   private readonly map = new Map<number, Resource2D>();
   private readonly blobMap = new Map<number, BlobResource>();
-  constructor(private readonly budget: HostMemoryBudget) {}
+  /** takenElsewhere: ids a renderer owns (virgl mode: its resources share the guest's id space with our blobs). */
+  constructor(private readonly budget: HostMemoryBudget, private readonly takenElsewhere: (id: number) => boolean = () => false) {}
 
   get size(): number {
     return this.map.size + this.blobMap.size;
@@ -103,11 +104,12 @@ export class ResourceTable {
     return r;
   }
 
-  /** A resource of either kind, or throws ERR_INVALID_RESOURCE_ID. */
+  /** A resource of either kind, or throws ERR_INVALID_RESOURCE_ID (ERR_INVALID_PARAMETER for a renderer's resource). */
   any(id: number): Resource2D | BlobResource {
     const r = this.map.get(id) ?? this.blobMap.get(id);
-    if (!r) throw new GpuError('resource', `resource ${id} does not exist`);
-    return r;
+    if (r) return r;
+    if (this.takenElsewhere(id)) throw new GpuError('param', `resource ${id} is a renderer resource, not a blob`);
+    throw new GpuError('resource', `resource ${id} does not exist`);
   }
 
   blob(id: number): BlobResource | undefined {
@@ -121,7 +123,7 @@ export class ResourceTable {
   /** Throws unless `id` may name a new resource. */
   checkNewId(id: number): void {
     if (id === 0) throw new GpuError('resource', 'resource id 0 is reserved');
-    if (this.map.has(id) || this.blobMap.has(id)) throw new GpuError('resource', `resource ${id} already exists`);
+    if (this.map.has(id) || this.blobMap.has(id) || this.takenElsewhere(id)) throw new GpuError('resource', `resource ${id} already exists`);
   }
 
   addBlob(b: BlobResource): void {

@@ -40,8 +40,16 @@ export function checkRectInside(what: string, r: Rect, width: number, height: nu
 export class Scanouts {
   private readonly outs: Scanout[] = Array.from({ length: MAX_SCANOUTS }, () => ({ resource: null, x: 0, y: 0, width: 0, height: 0 }));
 
-  /** onUnshown: a source stopped being shown on its last scanout (blob framebuffers are then released). */
-  constructor(private readonly display: DisplaySink, private readonly onUnshown: (src: ScanoutSource) => void = () => {}) {}
+  /**
+   * onUnshown: a source stopped being shown on its last scanout (blob framebuffers are then released).
+   * claim: scanout id is about to show one of our sources, or nothing: a renderer that shows its own
+   * resources (virgl) forgets what it showed there, and says whether it showed anything.
+   */
+  constructor(
+    private readonly display: DisplaySink,
+    private readonly onUnshown: (src: ScanoutSource) => void = () => {},
+    private readonly claim: (id: number) => boolean = () => false,
+  ) {}
 
   static checkId(id: number): void {
     if (id >= MAX_SCANOUTS) throw new GpuError('scanout', `scanout ${id} out of range (0..${MAX_SCANOUTS - 1})`);
@@ -56,6 +64,7 @@ export class Scanouts {
     Scanouts.checkId(id);
     if (r.width === 0 || r.height === 0) throw new GpuError('param', `empty scanout rect ${r.width}x${r.height}`);
     checkRectInside('scanout', r, res.width, res.height);
+    this.claim(id); // what the renderer showed there is gone, so this one is new to the display
     const s = this.outs[id];
     const old = s.resource;
     const sizeChanged = s.resource === null || s.width !== r.width || s.height !== r.height;
@@ -71,12 +80,11 @@ export class Scanouts {
   disable(id: number): void {
     Scanouts.checkId(id);
     const s = this.outs[id];
+    const elsewhere = this.claim(id);
     const old = s.resource;
     Object.assign(s, { resource: null, x: 0, y: 0, width: 0, height: 0 });
-    if (old) {
-      this.hide(id, old);
-      this.display.scanout(id, 0, 0);
-    }
+    if (old) this.hide(id, old);
+    if (old || elsewhere) this.display.scanout(id, 0, 0);
   }
 
   private hide(id: number, src: ScanoutSource): void {
@@ -114,12 +122,16 @@ export class Scanouts {
     });
   }
 
+  /** Forget what scanout id shows without telling the display (a renderer's resource shows there now); whether it showed anything. */
+  release(id: number): boolean {
+    const s = this.outs[id];
+    const old = s.resource;
+    Object.assign(s, { resource: null, x: 0, y: 0, width: 0, height: 0 });
+    if (old) this.hide(id, old);
+    return old !== null;
+  }
+
   reset(): void {
-    for (let id = 0; id < MAX_SCANOUTS; id++) {
-      const s = this.outs[id];
-      const old = s.resource;
-      Object.assign(s, { resource: null, x: 0, y: 0, width: 0, height: 0 });
-      if (old) this.hide(id, old);
-    }
+    for (let id = 0; id < MAX_SCANOUTS; id++) this.release(id);
   }
 }

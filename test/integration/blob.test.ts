@@ -1,9 +1,10 @@
 /**
  * Blob resources through the test frontend (playing QEMU 10's vhost-user-gpu-pci: display socket,
- * no SHMEM) against the daemon in 2D mode: the dumb-buffer path Linux takes with RESOURCE_BLOB
+ * no SHMEM) against the daemon in 2D and in virglrenderer mode: the dumb-buffer path Linux takes with RESOURCE_BLOB
  * (guest blobs, SET_SCANOUT_BLOB, TRANSFER_TO_HOST_2D + RESOURCE_FLUSH) reaching the display
  * surface, every format with strides and offsets, the cursor from a blob, UUIDs, MAP_BLOB refused
- * without shared memory, and bad offsets, sizes and ids answered with errors.
+ * without shared memory, and bad offsets, sizes and ids answered with errors. In virglrenderer
+ * mode, blobs live beside virglrenderer's resources: one id space, one scanout owner at a time.
  */
 import { describe, it, expect, beforeAll } from 'vitest';
 import {
@@ -15,9 +16,13 @@ import { useDaemon } from './daemon-fixture.js';
 
 const MiB = 1024 * 1024;
 const { USE_SHAREABLE: SHAREABLE, USE_MAPPABLE: MAPPABLE } = BlobFlag;
+const MODES = [
+  { mode: '2D', args: [] },
+  { mode: 'virglrenderer', args: ['--gpu-mode', 'virglrenderer'] },
+] as const;
 
-describe('blob resources through the test frontend (vhost-gpu, 2D mode)', () => {
-  const d = useDaemon('blob', [], {
+describe.each(MODES)('blob resources through the test frontend (vhost-gpu, $mode mode)', ({ args }) => {
+  const d = useDaemon('blob', args, {
     ram: { size: 64 * MiB },
     features: { eventIdx: true, indirect: true, edid: true, resourceUuid: true, resourceBlob: true },
   });
@@ -128,7 +133,7 @@ describe('blob resources through the test frontend (vhost-gpu, 2D mode)', () => 
     expect((await d.s.driver.mapBlob(50, 0)).type).toBe(GpuResp.ERR_UNSPEC);
     expect(await type(d.s.driver.unmapBlob(50))).toBe(GpuResp.ERR_INVALID_PARAMETER);
     expect((await d.s.driver.mapBlob(99, 0)).type).toBe(GpuResp.ERR_UNSPEC);
-    // No capsets offered (pure 2D): VIRGL is not negotiated, so host memory is refused.
+    // VIRGL is not negotiated here, so host memory is refused.
     expect(await type(d.s.driver.createBlob({ resourceId: 51, blobMem: BlobMem.HOST3D, blobFlags: MAPPABLE, size: 65536, blobId: 1 }, { ctxId: 1 }))).toBe(GpuResp.ERR_INVALID_PARAMETER);
     expect(await type(d.s.driver.resourceUnref(50))).toBe(GpuResp.OK_NODATA);
   });
@@ -171,6 +176,82 @@ describe('blob resources through the test frontend (vhost-gpu, 2D mode)', () => 
     expect(await type(d.s.driver.resourceUnref(61))).toBe(GpuResp.ERR_INVALID_RESOURCE_ID);
     expect((await d.s.driver.getDisplayInfo()).type).toBe(GpuResp.OK_DISPLAY_INFO);
     expect(d.backend.running).toBe(true);
+    expect(d.backend.stderr()).not.toMatch(/vhost-gpu error/);
+  });
+});
+
+describe('blobs beside virglrenderer\'s resources (--gpu-mode virglrenderer)', () => {
+  const d = useDaemon('blob-virgl', ['--gpu-mode', 'virglrenderer'], {
+    ram: { size: 64 * MiB },
+    features: { eventIdx: true, indirect: true, virgl: true, contextInit: true, resourceUuid: true, resourceBlob: true },
+  });
+  beforeAll(() => {
+    d.s.display.displays = [{ width: 640, height: 480, enabled: true }];
+  });
+  const type = async (p: Promise<GpuResponse>) => (await p).type;
+
+  it('one resource id space: neither kind takes an id the other has', async () => {
+    const drv = d.s.driver;
+    expect(await type(drv.resourceCreate2d(1, GpuFormat.B8G8R8X8_UNORM, 16, 16))).toBe(GpuResp.OK_NODATA);
+    expect(await type(drv.createBlob({ resourceId: 1, blobMem: BlobMem.GUEST, blobFlags: SHAREABLE, size: 4096, backing: true }))).toBe(GpuResp.ERR_INVALID_RESOURCE_ID);
+    await createDumbBlob(drv, 2, 16, 16);
+    expect(await type(drv.resourceCreate2d(2, GpuFormat.B8G8R8X8_UNORM, 16, 16))).toBe(GpuResp.ERR_INVALID_RESOURCE_ID);
+    expect(await type(drv.resourceCreate3d({ resourceId: 2, target: 2, format: 1, bind: 2, width: 16, height: 16, depth: 1, arraySize: 1, lastLevel: 0, nrSamples: 0, flags: 1 }))).toBe(GpuResp.ERR_INVALID_RESOURCE_ID);
+    // Each kind's commands refuse the other kind's id as a parameter.
+    expect(await type(drv.setScanoutBlob({ scanoutId: 0, resourceId: 1, width: 16, height: 16, format: GpuFormat.B8G8R8X8_UNORM }))).toBe(GpuResp.ERR_INVALID_PARAMETER);
+    expect(await type(drv.setScanout(0, 2, 0, 0, 16, 16))).toBe(GpuResp.ERR_INVALID_PARAMETER);
+    expect(await type(drv.ctxCreate(5, { contextInit: 2 }))).toBe(GpuResp.OK_NODATA);
+    expect(await type(drv.ctxAttach(5, 2))).toBe(GpuResp.ERR_INVALID_PARAMETER);
+    expect(await type(drv.ctxAttach(5, 1))).toBe(GpuResp.OK_NODATA);
+    // UUIDs for both; UNREF of each goes to its owner, and the id is free again for the other kind.
+    expect(await type(drv.assignUuid(1))).toBe(GpuResp.OK_RESOURCE_UUID);
+    expect(await type(drv.assignUuid(2))).toBe(GpuResp.OK_RESOURCE_UUID);
+    expect(await type(drv.resourceUnref(1))).toBe(GpuResp.OK_NODATA);
+    expect(await type(drv.resourceUnref(2))).toBe(GpuResp.OK_NODATA);
+    await createDumbBlob(drv, 1, 16, 16);
+    expect(await type(drv.resourceCreate2d(2, GpuFormat.B8G8R8X8_UNORM, 16, 16))).toBe(GpuResp.OK_NODATA);
+    for (const id of [1, 2]) expect(await type(drv.resourceUnref(id))).toBe(GpuResp.OK_NODATA);
+    expect(await type(drv.ctxDestroy(5))).toBe(GpuResp.OK_NODATA);
+  });
+
+  it('a scanout shows a virgl resource or a blob, never both: the one set last owns it', async () => {
+    const drv = d.s.driver, disp = d.s.display;
+    const shown = await drv.showPattern(10, 64, 64); // virgl 2D resource on scanout 0
+    await disp.waitFor(DisplayMsg.SCANOUT, (e) => e.width === 64);
+    expect(await type(drv.resourceFlush(10, 0, 0, 64, 64))).toBe(GpuResp.OK_NODATA);
+    await disp.waitFor(DisplayMsg.UPDATE, (e) => e.width === 64);
+    expect(disp.pixel(0, 5, 7)).toBe(shown[7 * 64 + 5]);
+
+    const W = 100, H = 50;
+    const fb = await createDumbBlob(drv, 11, W, H);
+    const pattern = new Uint32Array(W * H).map((_, i) => (0xff000000 | (i * 2654435761)) >>> 0);
+    writeBlobPixels(fb, 0, 0, W, H, pattern);
+    await scanoutDumbBlob(drv, fb);
+    expect(await disp.waitFor(DisplayMsg.SCANOUT, (e) => e.width === W)).toMatchObject({ scanoutId: 0, height: H });
+    await disp.waitFor(DisplayMsg.UPDATE, (e) => e.width === W);
+    expect(new Uint32Array(disp.surface(0)!.data.buffer, 0, W * H)).toEqual(pattern);
+    // The virgl resource no longer shows there: its flush sends nothing.
+    expect(await type(drv.resourceFlush(10, 0, 0, 64, 64))).toBe(GpuResp.OK_NODATA);
+    expect(disp.pending(DisplayMsg.UPDATE).filter((e) => e.width === 64)).toHaveLength(0);
+
+    // Back to the virgl resource: the blob's flushes send nothing, the resource's do.
+    expect(await type(drv.setScanout(0, 10, 0, 0, 64, 64))).toBe(GpuResp.OK_NODATA);
+    await disp.waitFor(DisplayMsg.SCANOUT, (e) => e.width === 64);
+    await flushDumbBlob(drv, fb, 0, 0, W, H);
+    expect(await type(drv.resourceFlush(10, 0, 0, 64, 64))).toBe(GpuResp.OK_NODATA);
+    await disp.waitFor(DisplayMsg.UPDATE, (e) => e.width === 64);
+    expect(disp.pending(DisplayMsg.UPDATE).filter((e) => e.width === W)).toHaveLength(0);
+    expect(disp.pixel(0, 5, 7)).toBe(shown[7 * 64 + 5]);
+
+    // SET_SCANOUT_BLOB with resource 0 disables the scanout whoever shows it.
+    expect(await type(drv.setScanoutBlob({ scanoutId: 0, resourceId: 0, width: 0, height: 0, format: GpuFormat.B8G8R8X8_UNORM }))).toBe(GpuResp.OK_NODATA);
+    expect(await disp.waitFor(DisplayMsg.SCANOUT, (e) => e.width === 0)).toMatchObject({ scanoutId: 0, height: 0 });
+    // And SET_SCANOUT with resource 0 a blob's scanout.
+    await scanoutDumbBlob(drv, fb);
+    await disp.waitFor(DisplayMsg.SCANOUT, (e) => e.width === W);
+    expect(await type(drv.setScanout(0, 0, 0, 0, 0, 0))).toBe(GpuResp.OK_NODATA);
+    await disp.waitFor(DisplayMsg.SCANOUT, (e) => e.width === 0);
+    for (const id of [10, 11]) expect(await type(drv.resourceUnref(id))).toBe(GpuResp.OK_NODATA);
     expect(d.backend.stderr()).not.toMatch(/vhost-gpu error/);
   });
 });

@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  startBackend, connectFrontend, fdTargets, GpuResp, ProtocolFeature, BackendRequest, bit,
+  startBackend, connectFrontend, fdTargets, GpuResp, ProtocolFeature, BackendRequest, BlobMem, BlobFlag, bit,
 } from '../frontend/index.js';
 import type { BackendProcess, FrontendSession } from '../frontend/index.js';
 import { packagePath } from '../../src/package-path.js';
@@ -23,11 +23,19 @@ const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const CTX = 7, QUERY = 100;
 const SHM_ID_HOST_VISIBLE = 1;
+/** virgl_caps_v2.capability_bits and its VIRGL_CAP_ARB_BUFFER_STORAGE bit (virgl_hw.h). */
+const VIRGL2 = 2, CAPABILITY_BITS = 392, CAP_ARB_BUFFER_STORAGE = 0x8000_0000;
 
-function daemon(dir: string, extra: string[] = []): Promise<BackendProcess> {
+/** The GPU modes the mapping tests run in: host blobs of a cross-domain context, beside virglrenderer or not. */
+const MODES = [
+  { mode: '2D', args: ['--capset', 'cross-domain'] },
+  { mode: 'virglrenderer', args: ['--gpu-mode', 'virglrenderer', '--capset', 'virgl,virgl2,cross-domain'] },
+] as const;
+
+function daemon(dir: string, extra: readonly string[] = [], mode: readonly string[] = MODES[0].args): Promise<BackendProcess> {
   return startBackend([
     process.execPath, packagePath('bin/vhost-gpu.js'), '--socket-path={socket}',
-    '--capset', 'cross-domain', '--wayland-socket', join(dir, 'no-compositor'), ...extra,
+    ...mode, '--wayland-socket', join(dir, 'no-compositor'), ...extra,
   ], join(dir, 'gpu.sock'));
 }
 
@@ -47,7 +55,7 @@ class HostBlobs extends CrossDomainHostBlobs {
 
 const memfds = (pid: number) => fdTargets(pid).filter((t) => t.startsWith('/memfd:cross-domain-image')).length;
 
-describe('blob mapping through vhost-user SHMEM (the test frontend as QEMU 11.1)', () => {
+describe.each(MODES)('blob mapping through vhost-user SHMEM (the test frontend as QEMU 11.1), $mode mode', ({ mode, args }) => {
   let dir: string;
   let backend: BackendProcess;
   let s: FrontendSession;
@@ -55,7 +63,7 @@ describe('blob mapping through vhost-user SHMEM (the test frontend as QEMU 11.1)
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'vhost-gpu-shmem-'));
-    backend = await daemon(dir);
+    backend = await daemon(dir, [], args);
   });
   afterAll(async () => {
     await backend?.stop();
@@ -168,6 +176,45 @@ describe('blob mapping through vhost-user SHMEM (the test frontend as QEMU 11.1)
     // No unmap for a mapping the front-end no longer has.
     expect(s.frontend.backendRequests.slice(before).filter((m) => m.request === BackendRequest.SHMEM_UNMAP)).toHaveLength(0);
     expect(s.frontend.shmem.mappings).toHaveLength(0);
+  });
+});
+
+describe('virgl capsets with a host-visible region', () => {
+  let dir: string;
+  let backend: BackendProcess;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'vhost-gpu-shmem3-'));
+    backend = await daemon(dir, [], MODES[1].args);
+  });
+  afterAll(async () => {
+    await backend?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const bufferStorage = async (s: FrontendSession) => {
+    const caps = await s.driver.getCapset(VIRGL2, 2, 2048);
+    return new DataView(caps.data.buffer, caps.data.byteOffset).getUint32(CAPABILITY_BITS, true) & CAP_ARB_BUFFER_STORAGE;
+  };
+
+  it('without ARB_buffer_storage (Mesa would make mapped virgl blobs of such buffers); virgl contexts make no host blobs', async () => {
+    const s = await connect(backend);
+    try {
+      expect(await bufferStorage(s)).toBe(0);
+      expect((await s.driver.ctxCreate(20, { contextInit: VIRGL2 })).type).toBe(GpuResp.OK_NODATA);
+      const r = await s.driver.createBlob({ resourceId: 21, blobMem: BlobMem.HOST3D, blobFlags: BlobFlag.USE_MAPPABLE, size: 65536, blobId: 1 }, { ctxId: 20 });
+      expect(r.type).toBe(GpuResp.ERR_INVALID_PARAMETER);
+      await waitFor(() => /context 20 is a virgl context: host blobs come from the other context types/.test(backend.stderr()));
+    } finally {
+      s.close();
+    }
+  });
+
+  it("without SHMEM (QEMU 10's vhost-user-gpu-pci) the capset is virglrenderer's own", async () => {
+    const s = await connect(backend, false);
+    try {
+      expect(await bufferStorage(s)).not.toBe(0);
+    } finally {
+      s.close();
+    }
   });
 });
 

@@ -46,6 +46,10 @@ export interface VirglDeviceOptions {
   display: DisplaySink;
   /** The device's answer order, shared with every other context type. */
   answers: AnswerOrder;
+  /** Whether id names one of the device's own blobs (guest blobs, other context types' host blobs): one id space. */
+  isDeviceBlob?: (id: number) => boolean;
+  /** A virgl resource (or nothing) goes on scanout id: the device forgets its blob there; whether it showed one. */
+  claimScanout?: (id: number) => boolean;
 }
 
 /** virglrenderer behind the device: coordinator-side state and validation, work in the render server. */
@@ -62,6 +66,7 @@ export class VirglDevice implements Renderer {
   private readonly box = [0, 0, 0, 0, 0, 0];
   private rec: Int32Array = new Int32Array(0);
   private readonly answers: AnswerOrder;
+  private readonly isDeviceBlob: (id: number) => boolean;
   /** The guest memory mappings shared with the render server, for memory generation sharedFor. */
   private shares: number[] = [];
   private sharedFor = -1;
@@ -72,7 +77,8 @@ export class VirglDevice implements Renderer {
     this.budget = opts.budget;
     this.memory = opts.memory;
     this.answers = opts.answers;
-    this.scanouts = new VirglScanouts(this.component, opts.display);
+    this.isDeviceBlob = opts.isDeviceBlob ?? (() => false);
+    this.scanouts = new VirglScanouts(this.component, opts.display, opts.claimScanout);
   }
 
   get capsets(): readonly VirglCapset[] {
@@ -85,8 +91,18 @@ export class VirglDevice implements Renderer {
 
   resource(id: number): VirglResource {
     const r = this.resources.get(id);
-    if (!r) throw new GpuError('resource', `resource ${id} does not exist`);
-    return r;
+    if (r) return r;
+    // virglrenderer never saw the device's blobs: refused as a parameter, not as an unknown id.
+    if (this.isDeviceBlob(id)) throw new GpuError('param', `resource ${id} is a blob of the device, not a virgl resource`);
+    throw new GpuError('resource', `resource ${id} does not exist`);
+  }
+
+  hasResource(id: number): boolean {
+    return this.resources.has(id);
+  }
+
+  releaseScanout(id: number): boolean {
+    return this.scanouts.release(id);
   }
 
   hasContext(id: number): boolean {
@@ -241,7 +257,7 @@ export class VirglDevice implements Renderer {
   private create(args: number[]): Promise<number> {
     const [id, target, format, , width, height, depth, arraySize, lastLevel] = args;
     if (id === 0) throw new GpuError('resource', 'resource id 0 is reserved');
-    if (this.resources.has(id)) throw new GpuError('resource', `resource ${id} already exists`);
+    if (this.resources.has(id) || this.isDeviceBlob(id)) throw new GpuError('resource', `resource ${id} already exists`);
     if (target > PIPE_MAX_TARGET) throw new GpuError('param', `resource target ${target} unknown`);
     if (!isVirglFormat(format)) throw new GpuError('param', `resource ${id}: format ${format} unknown`);
     if (width === 0 || width > (target === 0 ? 2 ** 31 : MAX_DIMENSION) || height > MAX_DIMENSION || depth > MAX_DIMENSION

@@ -48,7 +48,11 @@ export class VirglScanouts {
   /** Readbacks share one buffer region: they run one after another. */
   private busy: Promise<unknown> = Promise.resolve();
 
-  constructor(private component: VirglComponent, private readonly display: DisplaySink) {
+  /**
+   * claim: this scanout shows a virgl resource now, or nothing: the device forgets the blob it
+   * showed there (whether it showed one), so one scanout never has two sources.
+   */
+  constructor(private component: VirglComponent, private readonly display: DisplaySink, private readonly claim: (id: number) => boolean = () => false) {
     this.words = new Uint32Array(component.readbackBuffer);
   }
 
@@ -62,7 +66,7 @@ export class VirglScanouts {
     Scanouts.checkId(id);
     const s = this.outs[id];
     if (!res) {
-      const wasOn = s.res !== null;
+      const wasOn = this.claim(id) || s.res !== null;
       Object.assign(s, { res: null, x: 0, y: 0, width: 0, height: 0 });
       if (wasOn) this.display.scanout(id, 0, 0);
       return;
@@ -70,6 +74,7 @@ export class VirglScanouts {
     if (!isSupportedFormat(res.format)) throw new GpuError('param', `resource ${res.id}: format ${res.format} cannot be shown`);
     if (width === 0 || height === 0) throw new GpuError('param', `empty scanout rect ${width}x${height}`);
     checkRectInside('scanout', { x, y, width, height }, res.width, res.height);
+    this.claim(id);
     const sizeChanged = s.res === null || s.width !== width || s.height !== height;
     Object.assign(s, { res, x, y, width, height });
     if (sizeChanged) this.display.scanout(id, width, height);
@@ -138,7 +143,15 @@ export class VirglScanouts {
     this.busy = run;
   }
 
+  /** Forget what scanout id shows without telling the display (one of the device's blobs shows there now); whether it showed one. */
+  release(id: number): boolean {
+    const s = this.outs[id];
+    const was = s.res !== null;
+    Object.assign(s, { res: null, x: 0, y: 0, width: 0, height: 0 });
+    return was;
+  }
+
   reset(): void {
-    for (const s of this.outs) Object.assign(s, { res: null, x: 0, y: 0, width: 0, height: 0 });
+    for (let id = 0; id < MAX_SCANOUTS; id++) this.release(id);
   }
 }
