@@ -11,15 +11,14 @@ import { DEFERRED, type VirtQueue } from '../queues/virtqueue.js';
 import { R_ARGS, R_CTX, R_FENCE_HI, R_FENCE_LO, R_FLAGS, R_NENTRIES, R_RING, R_WLEN } from '../queues/layout.js';
 import { log } from '../log.js';
 import type { HostBlob } from '../renderers/worker-context/context-api.js';
-import { MAX_RINGS } from '../renderers/worker-context/protocol.js';
-import { AnswerOrder, GLOBAL_TIMELINE, timeline } from './answer-order.js';
+import type { AnswerOrder } from './answer-order.js';
 import { Backing, ENTRY_OVERHEAD, type GuestAccess } from './backing.js';
 import type { ContextRegistry } from './contexts.js';
 import { GpuError } from './errors.js';
 import { BYTES_PER_PIXEL, isSupportedFormat } from './formats.js';
 import type { HostVisibleRegion } from './host-visible.js';
 import { PixelStore } from './pixel-store.js';
-import { CURSOR_SIZE, FLAG_FENCE, FLAG_INFO_RING_IDX, HDR_SIZE, Resp } from './protocol.js';
+import { CURSOR_SIZE, FLAG_FENCE, HDR_SIZE, Resp } from './protocol.js';
 import { MAX_DIMENSION, type HostMemoryBudget, type ResourceTable } from './resources.js';
 import { header } from './responses.js';
 import { Scanouts, checkRectInside, type Rect, type ScanoutSource } from './scanouts.js';
@@ -264,6 +263,8 @@ export interface BlobCommandsOptions {
   /** Creates host memory for HOST3D blobs; null without capsets. */
   readonly contexts: ContextRegistry | null;
   readonly answers: AnswerOrder;
+  /** The fence timeline a command's answer is ordered on (the device's rule for every answer). */
+  readonly timelineOf: (rec: Int32Array) => number;
   readonly region: HostVisibleRegion;
 }
 
@@ -468,7 +469,7 @@ export class BlobCommands {
    * RESOURCE_MAP_BLOB: resource_id, padding, offset (u64). Answered OK_MAP_INFO (the blob's cache
    * type) once the front-end mapped it; the queue goes on meanwhile (or waits without `queue`).
    */
-  map(codec: Codec, queue: VirtQueue | undefined, contextInit: boolean): number | Promise<number> {
+  map(codec: Codec, queue: VirtQueue | undefined): number | Promise<number> {
     const rec = codec.rec, a = (i: number) => rec[R_ARGS + i] >>> 0;
     const region = this.maps.region;
     if (region.size === 0) {
@@ -498,7 +499,7 @@ export class BlobCommands {
       if (!ok && b.mapping === m) b.mapping = null;
       return ok;
     });
-    return this.answerLater(codec, queue, contextInit, done, (c) => {
+    return this.answerLater(codec, queue, done, (c) => {
       const v = c.respView;
       v.setUint32(HDR_SIZE, mapInfo, true);
       v.setUint32(HDR_SIZE + 4, 0, true);
@@ -507,12 +508,12 @@ export class BlobCommands {
   }
 
   /** RESOURCE_UNMAP_BLOB: answered once the front-end removed the mapping. */
-  unmap(codec: Codec, queue: VirtQueue | undefined, contextInit: boolean): number | Promise<number> {
+  unmap(codec: Codec, queue: VirtQueue | undefined): number | Promise<number> {
     const b = this.blobOf(codec.rec[R_ARGS] >>> 0);
     const m = b.mapping;
     if (!m) throw new GpuError('param', `blob ${b.id} is not mapped`);
     b.mapping = null;
-    return this.answerLater(codec, queue, contextInit, this.maps.unmap(m), () => HDR_SIZE, Resp.OK_NODATA);
+    return this.answerLater(codec, queue, this.maps.unmap(m), () => HDR_SIZE, Resp.OK_NODATA);
   }
 
   private blobOf(id: number): BlobResource {
@@ -526,7 +527,7 @@ export class BlobCommands {
    * Answer when `ready` resolves (true: `okType` with body from `body`; false: ERR_UNSPEC).
    * Deferred through the queue when there is one; fenced answers keep their timeline's order.
    */
-  private answerLater(codec: Codec, queue: VirtQueue | undefined, contextInit: boolean, ready: Promise<boolean>,
+  private answerLater(codec: Codec, queue: VirtQueue | undefined, ready: Promise<boolean>,
     body: (c: Codec) => number, okType: number): number | Promise<number> {
     const r = codec.rec;
     const flags = r[R_FLAGS], lo = r[R_FENCE_LO], hi = r[R_FENCE_HI], ctx = r[R_CTX], ring = r[R_RING];
@@ -538,9 +539,7 @@ export class BlobCommands {
     if (!queue) return ready.then((ok) => write(codec, ok));
     const complete = queue.defer();
     if (flags & FLAG_FENCE) {
-      const ringIdx = ring & 0xff;
-      const t = contextInit && flags & FLAG_INFO_RING_IDX && ringIdx < MAX_RINGS ? timeline(ctx >>> 0, ringIdx) : GLOBAL_TIMELINE;
-      this.o.answers.after(t, ready, (ok) => complete((c) => write(c, ok)));
+      this.o.answers.after(this.o.timelineOf(r), ready, (ok) => complete((c) => write(c, ok)));
     } else {
       void ready.then((ok) => complete((c) => write(c, ok)));
     }

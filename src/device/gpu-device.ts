@@ -10,7 +10,8 @@ import { VirglDevice } from '../renderers/virgl/device.js';
 import { withoutHostBlobUse } from '../renderers/virgl/capset-data.js';
 import type { Renderer } from './renderer.js';
 import { ContextRegistry, type ContextResource, type OfferedCapset } from './contexts.js';
-import { AnswerOrder } from './answer-order.js';
+import { AnswerOrder, GLOBAL_TIMELINE, WHOLE_CONTEXT, timeline } from './answer-order.js';
+import { MAX_RINGS } from '../renderers/worker-context/protocol.js';
 import { NO_HOST_VISIBLE_REGION, SHM_ID_HOST_VISIBLE, type HostVisibleRegion } from './host-visible.js';
 import { capsetData, capsetInfo } from './capsets.js';
 import type { WorkerContexts } from '../renderers/worker-context/host.js';
@@ -86,6 +87,8 @@ export class GpuDevice {
    */
   private readonly blobs: BlobCommands;
   private readonly hostVisibleSize: number;
+  /** Fenced answers leave in order per timeline, whoever gives them (renderer, contexts, this device). */
+  private readonly answers: AnswerOrder;
   /** Whether the guest has a host-visible region (the transport negotiated SHMEM with one). */
   private hostVisible = false;
 
@@ -99,7 +102,7 @@ export class GpuDevice {
     this.scanouts = new Scanouts(opts.display, (src) => {
       if (src instanceof BlobFramebuffer) this.blobs.releaseFramebuffer(src);
     }, (id) => this.renderer?.releaseScanout(id) ?? false);
-    const answers = new AnswerOrder();
+    const answers = (this.answers = new AnswerOrder());
     const virgl = opts.virgl ? new VirglDevice({
       service: opts.virgl, budget: this.budget, memory: opts.memory, display: opts.display, answers,
       isDeviceBlob: (id) => this.resources.blob(id) !== undefined,
@@ -121,7 +124,7 @@ export class GpuDevice {
     });
     this.blobs = new BlobCommands({
       budget: this.budget, resources: this.resources, memory: opts.memory, scanouts: this.scanouts,
-      contexts: this.contexts, answers, region: NO_HOST_VISIBLE_REGION,
+      contexts: this.contexts, answers, timelineOf: (rec) => this.timelineOf(rec), region: NO_HOST_VISIBLE_REGION,
     });
   }
 
@@ -211,14 +214,40 @@ export class GpuDevice {
       log.guest(`bad-request-${type}`, `control: malformed ${cmdName(type)} request (${rec[4]} readable bytes) -> 0x${status.toString(16)}`);
       return this.header(codec, status);
     }
+    let len: number;
     try {
       const r = this.execute(codec, type, queue);
       if (r === DEFERRED) return r;
-      if (typeof r === 'number') return this.fit(codec, r);
-      return r.then((len) => this.fit(codec, len), (e) => this.fail(codec, type, e));
+      if (typeof r !== 'number') return r.then((n) => this.fit(codec, n), (e) => this.fail(codec, type, e));
+      len = this.fit(codec, r);
     } catch (e) {
-      return this.fail(codec, type, e);
+      len = this.fail(codec, type, e);
     }
+    return queue && rec[R_FLAGS] & FLAG_FENCE ? this.inOrder(codec, queue, len) : len;
+  }
+
+  /**
+   * A fenced command this device answered at once: if an earlier fence of its timeline is still
+   * outstanding (a 3D submit, a worker context's ring), the answer waits for it, since the guest
+   * takes it as "every fence up to this one is done".
+   */
+  private inOrder(codec: Codec, queue: VirtQueue, len: number): number {
+    const t = this.timelineOf(codec.rec);
+    if (!this.answers.busy(t)) return len;
+    const resp = codec.resp.slice(0, len);
+    const complete = queue.defer(len);
+    this.answers.after(t, Promise.resolve(), () => complete((c) => {
+      c.resp.set(resp);
+      return len;
+    }));
+    return DEFERRED;
+  }
+
+  /** The fence timeline of a command, as the renderer or the context registry orders it. */
+  private timelineOf(rec: Int32Array): number {
+    const ring = rec[R_RING] & 0xff, ctx = rec[R_CTX] >>> 0;
+    if (!(rec[R_FLAGS] & FLAG_INFO_RING_IDX) || !this.has(GpuFeature.CONTEXT_INIT) || ring >= MAX_RINGS) return GLOBAL_TIMELINE;
+    return this.renderer?.hasContext(ctx) ? timeline(ctx, WHOLE_CONTEXT) : timeline(ctx, ring);
   }
 
   private fail(codec: Codec, type: number, e: unknown): number {
@@ -348,9 +377,9 @@ export class GpuDevice {
         this.blobCommands().setScanout(rec);
         break;
       case Cmd.RESOURCE_MAP_BLOB:
-        return this.blobCommands().map(codec, queue, this.has(GpuFeature.CONTEXT_INIT));
+        return this.blobCommands().map(codec, queue);
       case Cmd.RESOURCE_UNMAP_BLOB:
-        return this.blobCommands().unmap(codec, queue, this.has(GpuFeature.CONTEXT_INIT));
+        return this.blobCommands().unmap(codec, queue);
       case Cmd.GET_EDID:
         if (!this.has(GpuFeature.EDID)) throw new GpuError('unspec', 'EDID was not negotiated');
         return this.getEdid(codec, this.arg(0));

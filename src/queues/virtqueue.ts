@@ -136,13 +136,15 @@ export class VirtQueue {
   /**
    * A completer for the chain being executed (call from execute only). Completions may come in
    * any order; one arriving after the ring was stopped is dropped. codec.resp may hold the
-   * response of a paused command not pushed yet, so the bytes the writer overwrites are restored.
+   * response of a paused command not pushed yet, so the bytes the writer overwrites (at most
+   * respMax) are restored.
    */
-  defer(): Completer {
+  defer(respMax = DEFERRED_RESP_MAX): Completer {
     const slot = this.codec.rec[R_SLOT], gen = this.generation;
+    const keep = Math.max(respMax, DEFERRED_RESP_MAX);
     return (write) => {
       if (gen !== this.generation) return;
-      const saved = this.codec.resp.slice(0, DEFERRED_RESP_MAX);
+      const saved = this.codec.resp.slice(0, keep);
       const len = write(this.codec);
       this.codec.push(this.index, slot, len);
       this.codec.resp.set(saved);

@@ -4,6 +4,7 @@
 // shows a wl_shm buffer of its own whose pool is a host3d blob. The test compares the globals the
 // guest's wayland-info lists with the host's own wayland-info against the same weston, and finds
 // the buffer's pattern, every pixel, in weston's screenshot (taken while the guest keeps the window).
+// Both with the daemon in 2D mode and beside virglrenderer (the guest then also has virgl capsets).
 // QEMU 11.1 comes from scripts/setup-qemu-11.sh (CI: scripts/install-system-deps.sh).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildGuest, runGuest, setupQemu11, WAYLAND_SHOWN_MARKER } from './qemu.js';
@@ -12,6 +13,10 @@ import { Weston, findPattern, parseWaylandInfo } from '../integration/weston.js'
 import { patternColor, type Global } from '../integration/wayland-guest-client.js';
 
 const byName = (gs: Global[]) => [...gs].sort((a, b) => a.name - b.name);
+const MODES = [
+  { mode: '2D', args: ['--capset', 'cross-domain'] },
+  { mode: 'virglrenderer', args: ['--gpu-mode', 'virglrenderer', '--capset', 'virgl,virgl2,cross-domain'] },
+] as const;
 
 /** The guest's wayland-info output: guest-init-wayland.sh prints it as "E2E: wi: " lines between two markers. */
 function guestWaylandInfo(serialLog: string): string {
@@ -32,9 +37,9 @@ describe('e2e Wayland passthrough: QEMU 11.1 guest clients on the host\'s weston
     await weston?.stop();
   });
 
-  it(
-    'the guest\'s wayland-info lists weston\'s globals, and its wl_shm buffer is in weston\'s screenshot',
-    async () => {
+  it.each(MODES)(
+    '$mode mode: the guest\'s wayland-info lists weston\'s globals, and its wl_shm buffer is in weston\'s screenshot',
+    async ({ mode, args }) => {
       const w = weston!;
       let shot: Awaited<ReturnType<Weston['screenshot']>> | null = null;
       const run = await runGuest({
@@ -42,7 +47,7 @@ describe('e2e Wayland passthrough: QEMU 11.1 guest clients on the host\'s weston
         device: 'vhost-user-test-device',
         qemuBin,
         backendCmd: [
-          process.execPath, packagePath('bin/vhost-gpu.js'), '--socket-path={socket}', '--capset', 'cross-domain',
+          process.execPath, packagePath('bin/vhost-gpu.js'), '--socket-path={socket}', ...args,
           '--wayland-socket', w.socket,
         ],
         timeoutMs: 170_000,
@@ -64,7 +69,7 @@ describe('e2e Wayland passthrough: QEMU 11.1 guest clients on the host\'s weston
       expect(run.serialLog, context).not.toContain('E2E: FAIL');
       expect(run.backendStderr, context).not.toContain('vhost-gpu error:');
       console.log(
-        `[wayland] guest wayland-info: ${guest.length} globals, as the host's; ${width}x${height} shm buffer at ` +
+        `[wayland ${mode}] guest wayland-info: ${guest.length} globals, as the host's; ${width}x${height} shm buffer at ` +
           `(${found!.x},${found!.y}) in weston's screenshot; boot to shown ${run.bootMs} ms, run ${run.totalMs} ms`,
       );
     },

@@ -13,6 +13,7 @@ import {
 } from '../frontend/index.js';
 import type { GpuResponse } from '../frontend/index.js';
 import { useDaemon } from './daemon-fixture.js';
+import { clear, tex2dCreate } from '../unit/virgl-helpers.js';
 
 const MiB = 1024 * 1024;
 const { USE_SHAREABLE: SHAREABLE, USE_MAPPABLE: MAPPABLE } = BlobFlag;
@@ -253,5 +254,24 @@ describe('blobs beside virglrenderer\'s resources (--gpu-mode virglrenderer)', (
     await disp.waitFor(DisplayMsg.SCANOUT, (e) => e.width === 0);
     for (const id of [10, 11]) expect(await type(drv.resourceUnref(id))).toBe(GpuResp.OK_NODATA);
     expect(d.backend.stderr()).not.toMatch(/vhost-gpu error/);
+  });
+
+  it("a fenced blob command's answer waits for the earlier fences of its timeline (virgl submits still running)", async () => {
+    const drv = d.s.driver;
+    expect(await type(drv.ctxCreate(6, { contextInit: 2 }))).toBe(GpuResp.OK_NODATA);
+    expect(await type(drv.resourceCreate3d(tex2dCreate(40, 2048, 2048)))).toBe(GpuResp.OK_NODATA);
+    expect(await type(drv.ctxAttach(6, 40))).toBe(GpuResp.OK_NODATA);
+    await createDumbBlob(drv, 41, 16, 16);
+    const order: string[] = [];
+    const track = (name: string, p: Promise<GpuResponse>) => p.then((r) => (order.push(name), r.type));
+    const answers = await Promise.all([
+      ...[0, 1, 2, 3].map((i) => track(`submit ${100 + i}`, drv.submit3d(6, clear(40, [i / 4, 0, 0, 1]), { fenceId: 100 + i }))),
+      track('transfer 104', drv.transferToHost2d(41, 0, 0, 16, 16, { fenceId: 104 })),
+      track('flush 105 (unknown id: an error, still in order)', drv.resourceFlush(99, 0, 0, 1, 1, { fenceId: 105 })),
+    ]);
+    expect(answers).toEqual([...Array(5).fill(GpuResp.OK_NODATA), GpuResp.ERR_INVALID_RESOURCE_ID]);
+    expect(order).toEqual(['submit 100', 'submit 101', 'submit 102', 'submit 103', 'transfer 104', 'flush 105 (unknown id: an error, still in order)']);
+    for (const id of [40, 41]) expect(await type(drv.resourceUnref(id))).toBe(GpuResp.OK_NODATA);
+    expect(await type(drv.ctxDestroy(6))).toBe(GpuResp.OK_NODATA);
   });
 });
