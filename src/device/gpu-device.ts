@@ -214,16 +214,27 @@ export class GpuDevice {
       log.guest(`bad-request-${type}`, `control: malformed ${cmdName(type)} request (${rec[4]} readable bytes) -> 0x${status.toString(16)}`);
       return this.header(codec, status);
     }
+    const fenced = queue !== undefined && (rec[R_FLAGS] & FLAG_FENCE) !== 0;
     let len: number;
     try {
       const r = this.execute(codec, type, queue);
       if (r === DEFERRED) return r;
-      if (typeof r !== 'number') return r.then((n) => this.fit(codec, n), (e) => this.fail(codec, type, e));
+      if (typeof r !== 'number') {
+        const answer = r.then((n) => this.fit(codec, n), (e) => this.fail(codec, type, e));
+        return fenced ? this.afterEarlierFences(this.timelineOf(rec), answer) : answer;
+      }
       len = this.fit(codec, r);
     } catch (e) {
       len = this.fail(codec, type, e);
     }
-    return queue && rec[R_FLAGS] & FLAG_FENCE ? this.inOrder(codec, queue, len) : len;
+    return fenced ? this.inOrder(codec, queue!, len) : len;
+  }
+
+  /** A fenced answer the queue waits for (display queries, host blob creation): pushed after the earlier fences of its timeline. */
+  private async afterEarlierFences(t: number, answer: Promise<number>): Promise<number> {
+    const len = await answer;
+    if (!this.answers.busy(t)) return len;
+    return new Promise((resolve) => this.answers.after(t, Promise.resolve(), () => resolve(len)));
   }
 
   /**

@@ -271,6 +271,13 @@ describe('blobs beside virglrenderer\'s resources (--gpu-mode virglrenderer)', (
     ]);
     expect(answers).toEqual([...Array(5).fill(GpuResp.OK_NODATA), GpuResp.ERR_INVALID_RESOURCE_ID]);
     expect(order).toEqual(['submit 100', 'submit 101', 'submit 102', 'submit 103', 'transfer 104', 'flush 105 (unknown id: an error, still in order)']);
+    // An answer the queue waits for (QEMU's display info) keeps the order too.
+    order.length = 0;
+    await Promise.all([
+      track('submit 106', drv.submit3d(6, clear(40, [0, 1, 0, 1]), { fenceId: 106 })),
+      track('display info 107', drv.getDisplayInfo({ fenceId: 107 })),
+    ]);
+    expect(order).toEqual(['submit 106', 'display info 107']);
     for (const id of [40, 41]) expect(await type(drv.resourceUnref(id))).toBe(GpuResp.OK_NODATA);
     expect(await type(drv.ctxDestroy(6))).toBe(GpuResp.OK_NODATA);
   });
