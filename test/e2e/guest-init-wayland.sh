@@ -9,6 +9,8 @@ export PATH=/bin:/usr/bin
 . /etc/e2e-boot.sh
 
 wait_until 60 /dev/dri/card0 test -e /dev/dri/card0
+# The features the driver negotiated (`quiet` hides KERN_INFO lines from the console).
+dmesg | grep -E '\[drm\] (features:|number of cap sets)' | sed 's/^/E2E: dmesg: /'
 # Kernel errors (the driver logs the error answer to a closed context's last POLL) would land in
 # the middle of wayland-info's lines on the console: keep them in dmesg, which fail() prints.
 dmesg -n 1

@@ -14,8 +14,8 @@ import { patternColor, type Global } from '../integration/wayland-guest-client.j
 
 const byName = (gs: Global[]) => [...gs].sort((a, b) => a.name - b.name);
 const MODES = [
-  { mode: '2D', args: ['--capset', 'cross-domain'] },
-  { mode: 'virglrenderer', args: ['--gpu-mode', 'virglrenderer', '--capset', 'virgl,virgl2,cross-domain'] },
+  { mode: '2D', args: ['--capset', 'cross-domain'], capsets: 1 },
+  { mode: 'virglrenderer', args: ['--gpu-mode', 'virglrenderer', '--capset', 'virgl,virgl2,cross-domain'], capsets: 3 },
 ] as const;
 
 /** The guest's wayland-info output: guest-init-wayland.sh prints it as "E2E: wi: " lines between two markers. */
@@ -39,7 +39,7 @@ describe('e2e Wayland passthrough: QEMU 11.1 guest clients on the host\'s weston
 
   it.each(MODES)(
     '$mode mode: the guest\'s wayland-info lists weston\'s globals, and its wl_shm buffer is in weston\'s screenshot',
-    async ({ mode, args }) => {
+    async ({ mode, args, capsets }) => {
       const w = weston!;
       let shot: Awaited<ReturnType<Weston['screenshot']>> | null = null;
       const run = await runGuest({
@@ -56,6 +56,10 @@ describe('e2e Wayland passthrough: QEMU 11.1 guest clients on the host\'s weston
       });
       const context = `\n--- serial ---\n${run.serialLog}\n--- backend stderr ---\n${run.backendStderr}\n--- weston ---\n${w.output}`;
 
+      // The guest's driver has blobs, the host-visible window and CONTEXT_INIT, and the virgl capsets in virgl mode.
+      expect(run.serialLog, context).toMatch(/E2E: dmesg: .*\[drm\] features: .*\+resource_blob \+host_visible/);
+      expect(run.serialLog, context).toMatch(/E2E: dmesg: .*\[drm\] features: .*\+context_init/);
+      expect(run.serialLog, context).toMatch(new RegExp(`\\[drm\\] number of cap sets: ${capsets}`));
       const guest = parseWaylandInfo(guestWaylandInfo(run.serialLog));
       const host = await w.hostGlobals();
       expect(host.map((g) => g.iface), context).toContain('wl_shm');
