@@ -10,7 +10,8 @@
         "src/memory.cc",
         "src/watch.cc",
         "src/virgl.cc",
-        "src/zerocopy.cc"
+        "src/zerocopy.cc",
+        "src/sandbox.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=9", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"],

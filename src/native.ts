@@ -117,6 +117,12 @@ export interface NativeAddon {
   /** dup(2) with CLOEXEC: fd or -errno. */
   dup(fd: number): number;
 
+  // --- sandbox ---
+  /**
+   * Install the render server's seccomp filter on every thread of the process (no exec, opens,
+   * sockets, ptrace, signals to others, file system changes; EPERM). 0 or -errno. Irreversible.
+   */
+  sandbox(): number;
   // --- eventfd ---
   /** eventfd(initval, EFD_CLOEXEC | (nonBlocking ? EFD_NONBLOCK : 0)): fd or -errno. */
   eventfd(initval: number, nonBlocking: boolean): number;

@@ -136,6 +136,7 @@ void InitWatch(Napi::Env env, Napi::Object exports);
 void InitGather(Napi::Env env, Napi::Object exports);
 void InitVirgl(Napi::Env env, Napi::Object exports);
 void InitZeroCopy(Napi::Env env, Napi::Object exports);
+void InitSandbox(Napi::Env env, Napi::Object exports);
 
 inline void SetFn(Napi::Env env, Napi::Object exports, const char* name, Napi::Function::Callback fn) {
   exports.Set(name, Napi::Function::New(env, fn, name));

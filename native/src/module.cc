@@ -16,6 +16,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitGather(env, exports);
   InitVirgl(env, exports);
   InitZeroCopy(env, exports);
+  InitSandbox(env, exports);
 
   const std::pair<const char*, int> constants[] = {
       {"READABLE", UV_READABLE}, {"WRITABLE", UV_WRITABLE}, {"POLLIN", POLLIN},

@@ -108,6 +108,19 @@ describe('virgl render server crash', () => {
 describe('virgl render server and guest memory', () => {
   const d = useDaemon('virgl-shares', ['--gpu-mode', 'virglrenderer'], { ram: { size: 64 * MiB }, features: { virgl: true, contextInit: true } });
 
+  it('runs under its seccomp filter once serving, rendering as before', async () => {
+    const server = await until('the render server', () => renderServers(d.backend.proc.pid!)[0] ?? null);
+    const status = readFileSync(`/proc/${server}/status`, 'utf8');
+    expect(status).toMatch(/^NoNewPrivs:\s+1$/m);
+    expect(status).toMatch(/^Seccomp:\s+2$/m); // SECCOMP_MODE_FILTER
+    // Every thread, not only the one that installed it (TSYNC).
+    const { readdirSync } = await import('node:fs');
+    for (const tid of readdirSync(`/proc/${server}/task`)) {
+      expect(readFileSync(`/proc/${server}/task/${tid}/status`, 'utf8'), `thread ${tid}`).toMatch(/^Seccomp:\s+2$/m);
+    }
+    expect(d.backend.stderr()).not.toMatch(/seccomp filter not installed/);
+  });
+
   it('maps each memory table once: old tables are unmapped once the backings moved to the new one', async () => {
     const server = await until('the render server', () => renderServers(d.backend.proc.pid!)[0] ?? null);
     const memfdMaps = () => readFileSync(`/proc/${server}/maps`, 'utf8').split('\n').filter((l) => l.includes('/memfd:') && !l.includes('virgl-channel')).length;

@@ -515,3 +515,33 @@ describe('watch', () => {
     expect(openFds()).toBe(before); // every dup closed with its handle at teardown
   });
 });
+
+describe('sandbox (the render server\'s seccomp filter)', () => {
+  // Irreversible, so it runs in a child process: what a compromised render server could still do.
+  it('refuses exec, opens, sockets and signals to others; threads, memfds, eventfds and signals to itself work', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const script = `
+      const n = require(${JSON.stringify(packagePath('native/build/Release/vhost_gpu_native.node'))});
+      const fs = require('node:fs'), cp = require('node:child_process'), net = require('node:net');
+      const { Worker } = require('node:worker_threads');
+      const out = { sandbox: n.sandbox() };
+      const attempt = (name, f) => { try { f(); out[name] = 'ok'; } catch (e) { out[name] = e.code || e.message; } };
+      attempt('open', () => fs.openSync('/etc/hostname', 'r'));
+      attempt('exec', () => { const r = cp.spawnSync('/bin/true'); if (r.error) throw r.error; });
+      attempt('killOther', () => process.kill(1, 0));
+      attempt('killSelf', () => process.kill(process.pid, 0));
+      out.memfd = n.memfdCreate('sandbox-test', 4096) >= 0;
+      out.eventfd = n.eventfd(0, true) >= 0;
+      new Worker('require("node:worker_threads").parentPort.postMessage(42)', { eval: true }).on('message', (m) => {
+        out.thread = m;
+        net.createServer().listen(${JSON.stringify(join(tmpdir(), `vhost-gpu-sandbox-${process.pid}.sock`))})
+          .on('error', (e) => { out.listen = e.code; console.log(JSON.stringify(out)); process.exit(0); })
+          .on('listening', () => { out.listen = 'ok'; console.log(JSON.stringify(out)); process.exit(0); });
+      });`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({
+      sandbox: 0, open: 'EPERM', exec: 'EPERM', killOther: 'EPERM', killSelf: 'ok', memfd: true, eventfd: true, thread: 42, listen: 'EPERM',
+    });
+  });
+});

@@ -55,7 +55,12 @@ async function serve(config: P.VirglServerConfig): Promise<P.VirglServerResult> 
     const why = rc === -5 ? ' (virglrenderer refused: no usable EGL/GL display?)' : '';
     return { ok: false, error: `virglrenderer: init with flags 0x${(config.flags >>> 0).toString(16)} failed: ${errnoName(rc)}${why}` };
   }
-  return new VirglServer(n, config, Channel.map(P.SERVER_FD.CHANNEL, config)).run();
+  const channel = Channel.map(P.SERVER_FD.CHANNEL, config);
+  // From here on the server only serves: a library bug a hostile stream exploits cannot reach
+  // beyond this process (no exec, opens, sockets; native/src/sandbox.cc).
+  const sandboxed = n.sandbox();
+  if (sandboxed < 0) log.warn(`virgl render server: seccomp filter not installed (${errnoName(sandboxed)}); the server runs unconfined`);
+  return new VirglServer(n, config, channel).run();
 }
 
 class VirglServer implements FenceHooks {
