@@ -79,12 +79,8 @@ export class Scanouts {
 
   disable(id: number): void {
     Scanouts.checkId(id);
-    const s = this.outs[id];
     const elsewhere = this.claim(id);
-    const old = s.resource;
-    Object.assign(s, { resource: null, x: 0, y: 0, width: 0, height: 0 });
-    if (old) this.hide(id, old);
-    if (old || elsewhere) this.display.scanout(id, 0, 0);
+    if (this.release(id) || elsewhere) this.display.scanout(id, 0, 0);
   }
 
   private hide(id: number, src: ScanoutSource): void {

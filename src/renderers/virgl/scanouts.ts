@@ -66,9 +66,8 @@ export class VirglScanouts {
     Scanouts.checkId(id);
     const s = this.outs[id];
     if (!res) {
-      const wasOn = this.claim(id) || s.res !== null;
-      Object.assign(s, { res: null, x: 0, y: 0, width: 0, height: 0 });
-      if (wasOn) this.display.scanout(id, 0, 0);
+      const elsewhere = this.claim(id);
+      if (this.release(id) || elsewhere) this.display.scanout(id, 0, 0);
       return;
     }
     if (!isSupportedFormat(res.format)) throw new GpuError('param', `resource ${res.id}: format ${res.format} cannot be shown`);
